@@ -1,0 +1,96 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Versions are pinned exactly: builds here resolve from a local mirror that holds only these.
+let package = Package(
+    name: "Muster",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "musterd", targets: ["musterd"]),
+        .executable(name: "musterctl", targets: ["musterctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", exact: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-atomics", exact: "1.3.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+    ],
+    targets: [
+        // C: the spawn shim (clone3/fork + exec, async-signal-safe child) and pidfd helpers.
+        .target(name: "CMusterShims"),
+        // libsystemd through pkg-config (sd-daemon, sd-journal).
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // Pure: manifests, validation, durations and sizes, state machine, backoff, reload plans.
+        .target(
+            name: "MusterCore",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        // Control API types shared by server and client.
+        .target(name: "MusterAPI"),
+        // Swift face of libsystemd.
+        .target(name: "MusterSystemd", dependencies: ["CSystemd"]),
+        // Linux side: spawner, cgroups, reaper, logs, state store, the Supervisor actor.
+        .target(
+            name: "MusterRuntime",
+            dependencies: [
+                "MusterCore", "MusterAPI", "CMusterShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+        // The control API server (Hummingbird over a Unix socket, peer-credential check).
+        .target(
+            name: "MusterControl",
+            dependencies: [
+                "MusterRuntime", "MusterAPI", "MusterCore", "CMusterShims",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "musterd",
+            dependencies: [
+                "MusterCore", "MusterRuntime", "MusterControl", "MusterSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "musterctl",
+            dependencies: [
+                "MusterCore", "MusterAPI", "MusterRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "MusterCoreTests", dependencies: ["MusterCore"]),
+        .testTarget(
+            name: "MusterRuntimeTests",
+            dependencies: ["MusterRuntime", "MusterCore", "CMusterShims"]
+        ),
+        .testTarget(
+            name: "MusterControlTests",
+            dependencies: [
+                "MusterControl", "MusterRuntime", "MusterAPI", "MusterCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(name: "IntegrationTests", dependencies: ["MusterAPI"]),
+    ]
+)

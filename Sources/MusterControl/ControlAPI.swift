@@ -1,0 +1,135 @@
+import FoundationEssentials
+import Glibc
+import Hummingbird
+import MusterAPI
+import MusterCore
+import MusterRuntime
+
+/// The control API's routes, all under `/v1/`, as docs/api/openapi.json describes them.
+public enum ControlAPI {
+    public struct Settings: Sendable {
+        public var authorizer: PeerAuthorizer
+        public var cgroupMode: String
+        public var cgroupRoot: String?
+        /// Asks the daemon to shut down (after the response is sent).
+        public var requestShutdown: @Sendable () -> Void
+        /// Extra warnings a reload reports, such as services that will run as root.
+        public var reloadWarnings: @Sendable () -> [String]
+
+        public init(authorizer: PeerAuthorizer, cgroupMode: String, cgroupRoot: String?,
+                    requestShutdown: @escaping @Sendable () -> Void,
+                    reloadWarnings: @escaping @Sendable () -> [String] = { [] }) {
+            self.authorizer = authorizer
+            self.cgroupMode = cgroupMode
+            self.cgroupRoot = cgroupRoot
+            self.requestShutdown = requestShutdown
+            self.reloadWarnings = reloadWarnings
+        }
+    }
+
+    /// Every route the server answers, as "METHOD /path"; tests compare it with the OpenAPI document.
+    public static let routes = [
+        "GET /v1/version", "GET /v1/status", "POST /v1/start", "POST /v1/stop", "POST /v1/restart",
+        "POST /v1/signal", "POST /v1/services/{name}/scale", "POST /v1/reload", "GET /v1/logs/{target}",
+        "GET /v1/events", "POST /v1/shutdown",
+    ]
+
+    public static func router(supervisor: Supervisor, journal: EventJournal, settings: Settings) -> Router<ControlContext> {
+        let router = Router(context: ControlContext.self)
+        router.add(middleware: ControlMiddleware(authorizer: settings.authorizer))
+        let v1 = router.group("v1")
+
+        v1.get("version") { _, _ in
+            JSONBody.response(VersionResponse(version: MusterVersion.current, pid: getpid(),
+                                              cgroupMode: settings.cgroupMode, cgroupRoot: settings.cgroupRoot))
+        }
+        v1.get("status") { request, _ in
+            let names = request.uri.queryParameters.getAll("service")
+            return JSONBody.response(try await supervisor.status(names))
+        }
+        v1.post("start") { request, context in
+            let body = try await decode(TargetsRequest.self, request, context)
+            return JSONBody.response(ActionResponse(results: try await supervisor.start(body.targets)))
+        }
+        v1.post("stop") { request, context in
+            let body = try await decode(TargetsRequest.self, request, context)
+            return JSONBody.response(ActionResponse(results: try await supervisor.stop(body.targets)))
+        }
+        v1.post("restart") { request, context in
+            let body = try await decode(TargetsRequest.self, request, context)
+            return JSONBody.response(ActionResponse(results: try await supervisor.restart(body.targets)))
+        }
+        v1.post("signal") { request, context in
+            let body = try await decode(SignalRequest.self, request, context)
+            guard let number = SignalName.number(body.signal) else {
+                throw ControlError.badRequest("\"\(body.signal)\" is not a signal (try TERM, HUP, USR1 or 15)")
+            }
+            return JSONBody.response(ActionResponse(results: try await supervisor.signal(number, body.targets)))
+        }
+        v1.post("services/:name/scale") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            let body = try await decode(ScaleRequest.self, request, context)
+            return JSONBody.response(ActionResponse(results: try await supervisor.scale(name, to: body.instances)))
+        }
+        v1.post("reload") { request, _ in
+            let dryRun = ["1", "true", "yes"].contains(request.uri.queryParameters.get("dry_run") ?? "")
+            let (plan, applied) = try await supervisor.reload(dryRun: dryRun)
+            return JSONBody.response(ReloadResponse(
+                applied: applied, added: plan.added, removed: plan.removed, changed: plan.changed,
+                rescaled: plan.rescaled.map { .init(name: $0.name, from: $0.from, to: $0.to) },
+                unchanged: plan.unchanged, warnings: settings.reloadWarnings()))
+        }
+        v1.get("logs/:target") { request, context in
+            let target = context.parameters.get("target") ?? ""
+            let path = try await supervisor.logFile(for: target)
+            let lines = try parseCount(request.uri.queryParameters.get("lines"), name: "lines", default: 50)
+            let follow = ["1", "true", "yes"].contains(request.uri.queryParameters.get("follow") ?? "")
+            return LogTail.response(path: path, lines: lines, follow: follow)
+        }
+        v1.get("events") { request, _ in
+            let limit = try parseCount(request.uri.queryParameters.get("limit"), name: "limit", default: EventJournal.capacity)
+            let follow = ["1", "true", "yes"].contains(request.uri.queryParameters.get("follow") ?? "")
+            let recent = journal.recent(limit: limit)
+            guard follow else { return JSONBody.response(EventsResponse(events: recent)) }
+            // One JSON object a line: what already happened, then each new event as it happens.
+            let stream = journal.follow()
+            return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
+                for event in recent { try await writer.write(ndjson(event)) }
+                for await event in stream { try await writer.write(ndjson(event)) }
+                try await writer.finish(nil)
+            })
+        }
+        v1.post("shutdown") { _, _ in
+            guard await !supervisor.isShuttingDown else { throw ControlError.shuttingDown() }
+            settings.requestShutdown()
+            return JSONBody.response(ActionResponse(results: ["musterd is stopping every instance and will exit"]), status: .accepted)
+        }
+        return router
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: ControlContext) async throws -> T {
+        var request = request
+        let body = try await request.collectBody(upTo: 1 << 20)
+        guard body.readableBytes > 0 else { throw ControlError.badRequest("this endpoint takes a JSON body") }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            throw ControlError.badRequest("the request body is not what this endpoint takes: \(ControlMiddleware.describe(error))")
+        }
+    }
+
+    private static func parseCount(_ text: String?, name: String, default value: Int) throws -> Int {
+        guard let text else { return value }
+        guard let count = Int(text), count >= 0, count <= 1_000_000 else {
+            throw ControlError.badRequest("\(name) must be a whole number from 0 to 1000000, not \"\(text)\"")
+        }
+        return count
+    }
+
+    private static func ndjson(_ event: EventRecord) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeBytes((try? JSONBody.encoder.encode(event)) ?? Data())
+        buffer.writeString("\n")
+        return buffer
+    }
+}

@@ -1,0 +1,78 @@
+import Glibc
+import Hummingbird
+import MusterRuntime
+
+/// `logs [-f] [-n N]`: the last lines of an instance's log file, then, when following, what is
+/// appended to it, across rotation (a new inode or a shorter file starts over from its top).
+enum LogTail {
+    static func response(path: String, lines: Int, follow: Bool) -> Response {
+        let initial = lastLines(path: path, count: lines)
+        guard follow else {
+            var buffer = ByteBuffer()
+            buffer.writeBytes(initial.bytes)
+            return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: buffer))
+        }
+        return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: ResponseBody { writer in
+            var buffer = ByteBuffer()
+            buffer.writeBytes(initial.bytes)
+            try await writer.write(buffer)
+            var position = initial.end
+            var inode = initial.inode
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                try await Task.sleep(for: .milliseconds(200))
+                var info = stat()
+                guard stat(path, &info) == 0 else { continue }
+                if info.st_ino != inode || UInt64(info.st_size) < position {
+                    inode = info.st_ino
+                    position = 0
+                }
+                guard UInt64(info.st_size) > position else { continue }
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { continue }
+                defer { close(fd) }
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position)) }
+                    if n <= 0 { break }
+                    position += UInt64(n)
+                    var out = ByteBuffer()
+                    out.writeBytes(chunk[0..<n])
+                    try await writer.write(out)
+                }
+            }
+        })
+    }
+
+    /// The last `count` lines of the file (reading backwards from its end), and where it ended.
+    static func lastLines(path: String, count: Int) -> (bytes: [UInt8], end: UInt64, inode: UInt) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return ([], 0, 0) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return ([], 0, 0) }
+        let size = UInt64(info.st_size)
+        guard count > 0, size > 0 else { return ([], size, info.st_ino) }
+        var collected: [UInt8] = []
+        var offset = size
+        var newlines = 0
+        let step: UInt64 = 65536
+        while offset > 0 {
+            let start = offset > step ? offset - step : 0
+            var chunk = [UInt8](repeating: 0, count: Int(offset - start))
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+            guard n > 0 else { break }
+            collected = Array(chunk[0..<n]) + collected
+            offset = start
+            // A trailing newline ends the last line; it does not start another.
+            newlines = collected.dropLast().filter { $0 == UInt8(ascii: "\n") }.count
+            if newlines >= count { break }
+        }
+        var cut = collected.startIndex
+        var seen = 0
+        for i in stride(from: collected.count - 2, through: 0, by: -1) where collected[i] == UInt8(ascii: "\n") {
+            seen += 1
+            if seen == count { cut = i + 1; break }
+        }
+        return (Array(collected[cut...]), size, info.st_ino)
+    }
+}

@@ -1,0 +1,138 @@
+/// Turns a service manifest's text into a `ServiceSpec`, or into every problem it has.
+public enum ManifestDecoder {
+    /// - Parameters:
+    ///   - text: the TOML source.
+    ///   - fileName: shown in messages, e.g. "web.toml"; its stem is the default service name.
+    ///   - sourcePath: recorded in the spec.
+    /// - Throws: `ManifestErrors` naming the file, the key and a fix for each problem.
+    public static func decode(_ text: String, fileName: String, sourcePath: String = "") throws(ManifestErrors) -> ServiceSpec {
+        let entries: [(key: String, value: TOMLNode)]
+        do {
+            entries = try TOMLDocument.parse(text)
+        } catch {
+            throw ManifestErrors([ManifestIssue(file: fileName, line: error.line, column: error.column, message: "TOML syntax: \(error.message)")])
+        }
+        var top = TableReader(file: fileName, table: nil, entries: entries)
+        var issues: [ManifestIssue] = []
+
+        let stem = fileName.hasSuffix(".toml") ? String(fileName.dropLast(5)) : fileName
+        let name = top.string("name", example: "\"web\"") ?? stem
+        if !ServiceName.isValid(name) {
+            top.fail("name", .string(name), "a service name uses only a-z, 0-9 and '-', starts with a letter or digit, at most 63 characters (try name = \"web\")")
+        }
+        var spec = ServiceSpec(name: name, command: [], sourcePath: sourcePath)
+
+        if let command = top.stringArray("command", example: "[\"/usr/bin/python3\", \"-m\", \"http.server\", \"{port}\"]") {
+            if command.isEmpty || command[0].isEmpty {
+                top.fail("command", .array(command.map { .string($0) }), "needs at least the program to run (try command = [\"/usr/bin/python3\", \"app.py\"])")
+            } else {
+                spec.command = command
+            }
+        } else if top.value("command") == nil {
+            top.fail("command", nil, "is required: the program and its arguments (try command = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"{port}\"])")
+        }
+        if let directory = top.string("directory", example: "\"/srv/web\"") {
+            if directory.hasPrefix("/") || directory.hasPrefix("{") { spec.directory = directory }
+            else { top.fail("directory", .string(directory), "must be an absolute path (try directory = \"/srv/web\")") }
+        }
+        spec.user = top.string("user", example: "\"www-data\"")
+        spec.group = top.string("group", example: "\"www-data\"")
+        if let environment = top.subtable("environment") {
+            for (key, value) in environment {
+                guard case .string(let text) = value else {
+                    top.fail("environment", value, "\(key) must be a string (try environment = { \(key) = \"\(value.rendered.replacingQuotes())\" })")
+                    continue
+                }
+                if key.isEmpty || key.contains("=") {
+                    top.fail("environment", .string(key), "\"\(key)\" is not a variable name")
+                    continue
+                }
+                spec.environment[key] = text
+            }
+        }
+        if let inherit = top.boolean("inherit_environment") { spec.inheritEnvironment = inherit }
+        if let instances = top.integer("instances", example: "2", range: 0...10_000) { spec.instances = instances }
+
+        if let restart = top.subtable("restart") {
+            var reader = TableReader(file: fileName, table: "restart", entries: restart)
+            decodeRestart(&reader, into: &spec.restart)
+            reader.finish()
+            issues += reader.issues
+        }
+        if let stop = top.subtable("stop") {
+            var reader = TableReader(file: fileName, table: "stop", entries: stop)
+            if let name = reader.string("signal", example: "\"TERM\"") {
+                if let number = SignalName.number(name) { spec.stop.signal = number }
+                else { reader.fail("signal", .string(name), "not a signal (try \"TERM\", \"INT\", \"QUIT\" or \"HUP\")") }
+            }
+            if let timeout = reader.duration("timeout", example: "\"10s\"") { spec.stop.timeout = timeout }
+            reader.finish()
+            issues += reader.issues
+        }
+        if let resources = top.subtable("resources") {
+            var reader = TableReader(file: fileName, table: "resources", entries: resources)
+            if let memory = reader.size("memory_max", example: "256M or 1G") {
+                if memory < 1 << 20 { reader.fail("memory_max", .integer(Int(memory)), "below 1M leaves nothing to run in (try 256M or 1G)") }
+                else { spec.resources.memoryMax = memory }
+            }
+            if let cpu = reader.number("cpu_max", example: "0.5", minimum: 0.01) { spec.resources.cpuMax = cpu }
+            if let pids = reader.integer("pids_max", example: "128", range: 1...4_194_304) { spec.resources.pidsMax = pids }
+            reader.finish()
+            issues += reader.issues
+        }
+        if let logs = top.subtable("logs") {
+            var reader = TableReader(file: fileName, table: "logs", entries: logs)
+            if let size = reader.size("max_bytes", example: "10M") {
+                if size < 1024 { reader.fail("max_bytes", .integer(Int(size)), "too small to hold a line (try 10M)") }
+                else { spec.logs.maxBytes = size }
+            }
+            if let backups = reader.integer("backups", example: "5", range: 0...1000) { spec.logs.backups = backups }
+            reader.finish()
+            issues += reader.issues
+        }
+        top.finish()
+        issues = top.issues + issues
+        issues += Placeholders.problems(in: spec, file: fileName)
+        if !issues.isEmpty { throw ManifestErrors(issues) }
+        return spec
+    }
+
+    private static func decodeRestart(_ reader: inout TableReader, into restart: inout RestartSpec) {
+        if let policy = reader.string("policy", example: "\"on-failure\"") {
+            if let value = RestartPolicy(rawValue: policy) { restart.policy = value }
+            else {
+                let near = Suggestions.nearest(to: policy, in: RestartPolicy.allCases.map(\.rawValue))
+                reader.fail("policy", .string(policy), "must be always, on-failure or never" + (near.map { " (did you mean \"\($0)\"?)" } ?? ""))
+            }
+        }
+        if let seconds = reader.number("start_seconds", example: "1.0", minimum: 0) { restart.startSeconds = seconds }
+        if let count = reader.integer("max_failed_starts", example: "5", range: 1...1_000_000) { restart.maxFailedStarts = count }
+        if let minimum = reader.duration("backoff_min", example: "\"200ms\"") { restart.backoffMin = minimum }
+        if let maximum = reader.duration("backoff_max", example: "\"30s\"") { restart.backoffMax = maximum }
+        if restart.backoffMax < restart.backoffMin {
+            reader.fail("backoff_max", .string(DurationText.format(restart.backoffMax)), "is shorter than backoff_min (\(DurationText.format(restart.backoffMin)))")
+        }
+        if let node = reader.value("success_exit_codes") {
+            var codes: [Int32] = []
+            if case .array(let items) = node {
+                for item in items {
+                    if case .integer(let code) = item, (0...255).contains(code) { codes.append(Int32(code)) }
+                    else { codes = []; break }
+                }
+            }
+            if codes.isEmpty { reader.fail("success_exit_codes", node, "expected exit codes 0-255 (try success_exit_codes = [0, 2])") }
+            else { restart.successExitCodes = codes }
+        }
+    }
+}
+
+public enum ServiceName {
+    public static func isValid(_ name: String) -> Bool {
+        guard let first = name.first, name.count <= 63, first != "-" else { return false }
+        return name.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+    }
+}
+
+extension String {
+    fileprivate func replacingQuotes() -> String { filter { $0 != "\"" } }
+}

@@ -1,0 +1,50 @@
+/// `{port}`, `{index}` and `{service}` in `command`, `environment` values and `directory`, like
+/// supervisord's `%(process_num)d`. Other braces are left as written, so shell snippets such as
+/// `${HOME}` pass through untouched.
+public enum Placeholders {
+    public static let names = ["port", "index", "service"]
+
+    public struct Values: Sendable, Equatable {
+        public var port: Int
+        public var index: Int
+        public var service: String
+        public init(port: Int, index: Int, service: String) {
+            self.port = port
+            self.index = index
+            self.service = service
+        }
+    }
+
+    public static func expand(_ text: String, _ values: Values) -> String {
+        guard text.contains("{") else { return text }
+        return text
+            .replacing("{port}", with: String(values.port))
+            .replacing("{index}", with: String(values.index))
+            .replacing("{service}", with: values.service)
+    }
+
+    /// Near-misses such as `{prot}` are almost always typos of a placeholder, so they are errors.
+    static func problems(in spec: ServiceSpec, file: String) -> [ManifestIssue] {
+        var issues: [ManifestIssue] = []
+        func check(_ text: String, key: String) {
+            var rest = Substring(text)
+            while let open = rest.firstIndex(of: "{") {
+                let afterOpen = rest.index(after: open)
+                guard let close = rest[afterOpen...].firstIndex(of: "}") else { break }
+                let word = String(rest[afterOpen..<close])
+                let precededByDollar = open > rest.startIndex && rest[rest.index(before: open)] == "$"
+                if !precededByDollar, !names.contains(word), !word.isEmpty,
+                   word.allSatisfy({ $0.isLetter || $0 == "_" }),
+                   let near = Suggestions.nearest(to: word, in: names), Suggestions.editDistance(word, near) <= 2 {
+                    issues.append(ManifestIssue(file: file, key: key, value: "\"\(text)\"",
+                                                message: "unknown placeholder {\(word)} (did you mean {\(near)}?)"))
+                }
+                rest = rest[rest.index(after: close)...]
+            }
+        }
+        spec.command.forEach { check($0, key: "command") }
+        spec.environment.values.forEach { check($0, key: "environment") }
+        check(spec.directory, key: "directory")
+        return issues
+    }
+}

@@ -1,0 +1,34 @@
+/// Hands each instance slot a port from `instance_ports`, stable for the slot's life, never two
+/// slots one port. Whether a port is free on the host is asked of `isFree`, so this stays pure.
+public struct PortAllocator: Sendable {
+    public let range: ClosedRange<Int>
+    private var byOwner: [String: Int] = [:]
+    private var taken: Set<Int> = []
+    private var cursor: Int
+
+    public init(range: ClosedRange<Int>) {
+        self.range = range
+        self.cursor = range.lowerBound
+    }
+
+    public func port(of owner: String) -> Int? { byOwner[owner] }
+
+    /// The owner's port, allocating the next free one if it has none.
+    public mutating func allocate(for owner: String, isFree: (Int) -> Bool) -> Int? {
+        if let port = byOwner[owner] { return port }
+        for _ in 0..<range.count {
+            let candidate = cursor
+            cursor = cursor == range.upperBound ? range.lowerBound : cursor + 1
+            if !taken.contains(candidate), isFree(candidate) {
+                taken.insert(candidate)
+                byOwner[owner] = candidate
+                return candidate
+            }
+        }
+        return nil
+    }
+
+    public mutating func release(_ owner: String) {
+        if let port = byOwner.removeValue(forKey: owner) { taken.remove(port) }
+    }
+}

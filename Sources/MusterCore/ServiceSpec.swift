@@ -1,0 +1,102 @@
+/// One service as its manifest describes it, validated. Pure value: equal specs mean "unchanged"
+/// for reload.
+public struct ServiceSpec: Sendable, Equatable {
+    public var name: String
+    public var command: [String]
+    public var directory: String
+    public var user: String?
+    public var group: String?
+    public var environment: [String: String]
+    public var inheritEnvironment: Bool
+    public var instances: Int
+    public var restart: RestartSpec
+    public var stop: StopSpec
+    public var resources: ResourceLimits
+    public var logs: LogSpec
+    /// The file this came from; not part of what makes two specs equal.
+    public var sourcePath: String
+
+    public init(
+        name: String, command: [String], directory: String = "/", user: String? = nil, group: String? = nil,
+        environment: [String: String] = [:], inheritEnvironment: Bool = false, instances: Int = 1,
+        restart: RestartSpec = .init(), stop: StopSpec = .init(), resources: ResourceLimits = .init(),
+        logs: LogSpec = .init(), sourcePath: String = ""
+    ) {
+        self.name = name
+        self.command = command
+        self.directory = directory
+        self.user = user
+        self.group = group
+        self.environment = environment
+        self.inheritEnvironment = inheritEnvironment
+        self.instances = instances
+        self.restart = restart
+        self.stop = stop
+        self.resources = resources
+        self.logs = logs
+        self.sourcePath = sourcePath
+    }
+
+    public static func == (lhs: ServiceSpec, rhs: ServiceSpec) -> Bool {
+        var left = lhs, right = rhs
+        left.sourcePath = ""
+        right.sourcePath = ""
+        return left.isEqualIgnoringSource(right)
+    }
+
+    private func isEqualIgnoringSource(_ other: ServiceSpec) -> Bool {
+        name == other.name && command == other.command && directory == other.directory && user == other.user
+            && group == other.group && environment == other.environment
+            && inheritEnvironment == other.inheritEnvironment && instances == other.instances
+            && restart == other.restart && stop == other.stop && resources == other.resources && logs == other.logs
+    }
+
+    /// Equal in everything but the instance count: such a change scales instead of restarting.
+    public func differsOnlyInInstances(from other: ServiceSpec) -> Bool {
+        var copy = other
+        copy.instances = instances
+        return copy == self && other.instances != instances
+    }
+}
+
+public enum RestartPolicy: String, Sendable, Equatable, CaseIterable {
+    case always
+    case onFailure = "on-failure"
+    case never
+}
+
+public struct RestartSpec: Sendable, Equatable {
+    public var policy: RestartPolicy = .always
+    /// Up this long counts as started.
+    public var startSeconds: Double = 1
+    public var maxFailedStarts: Int = 5
+    public var backoffMin: Duration = .milliseconds(200)
+    public var backoffMax: Duration = .seconds(30)
+    public var successExitCodes: [Int32] = [0]
+    public init() {}
+}
+
+public struct StopSpec: Sendable, Equatable {
+    public var signal: Int32 = 15
+    public var timeout: Duration = .seconds(10)
+    public init() {}
+}
+
+public struct ResourceLimits: Sendable, Equatable {
+    public var memoryMax: UInt64?
+    /// Cores: 0.5 is half of one CPU.
+    public var cpuMax: Double?
+    public var pidsMax: Int?
+    public init(memoryMax: UInt64? = nil, cpuMax: Double? = nil, pidsMax: Int? = nil) {
+        self.memoryMax = memoryMax
+        self.cpuMax = cpuMax
+        self.pidsMax = pidsMax
+    }
+    public var isEmpty: Bool { memoryMax == nil && cpuMax == nil && pidsMax == nil }
+}
+
+public struct LogSpec: Sendable, Equatable {
+    public var maxBytes: UInt64 = 10 << 20
+    public var backups: Int = 5
+    public init() {}
+}

@@ -1,0 +1,351 @@
+import Glibc
+import MusterCore
+
+/// A started instance's cgroup: one leaf in the cgroup2 tree (tracking, `cgroup.kill`, CPU
+/// usage; on pure cgroup2 hosts the limits too) and, on hybrid hosts, one leaf per v1 controller
+/// hierarchy that carries a limit or accounting.
+public struct InstanceCgroup: Sendable, Equatable {
+    /// Relative name under the root: "services/web/0-3".
+    public var relativePath: String
+    public var unified: String?
+    /// v1 controller → leaf directory.
+    public var v1: [String: String]
+
+    /// The path operators see (status shows it).
+    public var displayPath: String? { unified ?? v1["memory"] }
+}
+
+/// The cgroup tree that musterd owns: `<root>/services/<service>/<index>-<generation>` in every
+/// hierarchy it uses, `<root>/daemon` for the daemon itself when the root is its own delegated
+/// cgroup. Each kernel file it touches is named in the error when it fails.
+public final class Cgroups: Sendable {
+    public enum Mode: String, Sendable {
+        /// Pure cgroup2 with controllers: everything in one tree.
+        case unified
+        /// cgroup2 for tracking and kill, v1 hierarchies for memory, pids and cpu limits.
+        case hybrid
+        /// No cgroups (not root, no delegation): processes are tracked by pidfd and process group.
+        case unavailable
+    }
+
+    public let mode: Mode
+    /// Why cgroups are unavailable, said once at start and given as the reason for refusing limits.
+    public let unavailableReason: String?
+    /// The root in the cgroup2 tree.
+    public let unifiedRoot: String?
+    /// v1 controller → the root in that hierarchy.
+    let v1Roots: [String: String]
+    /// Controllers enabled for services in the cgroup2 tree (pure cgroup2 hosts).
+    let v2Controllers: Set<String>
+    /// Named roots are created by musterd and removed at shutdown; an `auto` root is not ours.
+    let ownsRoot: Bool
+
+    static let limitControllers = ["memory", "pids", "cpu"]
+
+    private init(mode: Mode, reason: String?, unifiedRoot: String?, v1Roots: [String: String],
+                 v2Controllers: Set<String>, ownsRoot: Bool) {
+        self.mode = mode
+        self.unavailableReason = reason
+        self.unifiedRoot = unifiedRoot
+        self.v1Roots = v1Roots
+        self.v2Controllers = v2Controllers
+        self.ownsRoot = ownsRoot
+    }
+
+    public static func unavailable(_ reason: String) -> Cgroups {
+        Cgroups(mode: .unavailable, reason: reason, unifiedRoot: nil, v1Roots: [:], v2Controllers: [], ownsRoot: false)
+    }
+
+    /// Finds the hierarchies, creates the root (or adopts the daemon's own cgroup for `auto`, moving
+    /// the daemon into a leaf of its own) and enables controllers. Never throws: when cgroups
+    /// cannot be used, the result is `.unavailable` with the reason.
+    public static func setUp(root: DaemonConfig.CgroupRoot) -> Cgroups {
+        guard let mountinfo = FileSystem.readIfPresent("/proc/self/mountinfo") else {
+            return unavailable("cannot read /proc/self/mountinfo")
+        }
+        let mounts = CgroupMounts.parse(mountinfo: mountinfo)
+        guard let unifiedMount = mounts.unified else {
+            return unavailable("no cgroup2 hierarchy is mounted (pure cgroup v1 hosts are not supported)")
+        }
+        let rootControllers = Set((FileSystem.readIfPresent(unifiedMount + "/cgroup.controllers") ?? "").split(separator: " ").map { String($0).trimmingCharacters() })
+        let pureV2 = rootControllers.contains("memory") || mounts.v1["memory"] == nil
+        let own = CgroupMounts.parse(procCgroup: FileSystem.readIfPresent("/proc/self/cgroup") ?? "")
+
+        var unifiedRoot: String
+        var v1Roots: [String: String] = [:]
+        switch root {
+        case .named(let name):
+            unifiedRoot = unifiedMount + "/" + name
+            if !pureV2 { for c in limitControllers { if let m = mounts.v1[c] { v1Roots[c] = m + "/" + name } } }
+        case .auto:
+            let ownPath = own[""] ?? "/"
+            unifiedRoot = unifiedMount + (ownPath == "/" ? "" : ownPath)
+            if !pureV2 {
+                for c in limitControllers {
+                    if let m = mounts.v1[c] { v1Roots[c] = m + ((own[c] ?? "/") == "/" ? "" : own[c]!) }
+                }
+            }
+        }
+        do {
+            try FileSystem.makeDirectories(unifiedRoot + "/services")
+            if case .auto = root {
+                // cgroup2's no-internal-process rule: a cgroup with children cannot hold processes
+                // if controllers are to be enabled, so the daemon moves into a leaf of its own.
+                try FileSystem.makeDirectories(unifiedRoot + "/daemon")
+                try FileSystem.write(String(getpid()), to: unifiedRoot + "/daemon/cgroup.procs")
+            }
+        } catch {
+            return unavailable("cannot create cgroups under \(unifiedRoot): \(error)")
+        }
+        var enabled: Set<String> = []
+        if pureV2 {
+            if case .named = root { _ = enableControllers(path: unifiedMount, wanted: limitControllers) }
+            enabled = enableControllers(path: unifiedRoot, wanted: limitControllers)
+            if !enabled.isEmpty { _ = enableControllers(path: unifiedRoot + "/services", wanted: Array(enabled)) }
+        } else {
+            for (controller, path) in v1Roots {
+                do { try FileSystem.makeDirectories(path + "/services") }
+                catch { v1Roots[controller] = nil }
+            }
+        }
+        let ownsRoot: Bool = if case .named = root { true } else { false }
+        return Cgroups(mode: pureV2 ? .unified : .hybrid, reason: nil, unifiedRoot: unifiedRoot, v1Roots: v1Roots,
+                       v2Controllers: enabled, ownsRoot: ownsRoot)
+    }
+
+    /// Writes "+memory +pids +cpu" (those available) to the group's subtree_control; returns what
+    /// is now enabled.
+    private static func enableControllers(path: String, wanted: [String]) -> Set<String> {
+        let available = Set((FileSystem.readIfPresent(path + "/cgroup.controllers") ?? "").split(whereSeparator: \.isWhitespace).map(String.init))
+        var enabled: Set<String> = []
+        for controller in wanted where available.contains(controller) {
+            if (try? FileSystem.write("+" + controller, to: path + "/cgroup.subtree_control")) != nil { enabled.insert(controller) }
+        }
+        return enabled
+    }
+
+    // MARK: Instances
+
+    /// Creates a fresh leaf for one instance start (never a reused one: after `cgroup.kill` the
+    /// kernel here SIGKILLs every later CLONE_INTO_CGROUP child of that group) and applies limits.
+    /// - Throws: a reason a person can act on, naming the file or the missing controller.
+    public func createInstance(service: String, leaf: String, limits: ResourceLimits) throws(CgroupError) -> InstanceCgroup? {
+        guard mode != .unavailable, let unifiedRoot else {
+            if limits.isEmpty { return nil }
+            throw CgroupError("resource limits need cgroups, which musterd cannot use here: \(unavailableReason ?? "unknown reason")")
+        }
+        let relative = "services/\(service)/\(leaf)"
+        var group = InstanceCgroup(relativePath: relative, unified: unifiedRoot + "/" + relative, v1: [:])
+        do {
+            if mode == .unified, !v2Controllers.isEmpty {
+                try FileSystem.makeDirectories(unifiedRoot + "/services/" + service)
+                _ = Self.enableControllers(path: unifiedRoot + "/services/" + service, wanted: Array(v2Controllers))
+            }
+            try makeLeaf(group.unified!)
+            if mode == .hybrid {
+                for controller in v1ControllersNeeded(limits) {
+                    guard let base = v1Roots[controller] else {
+                        if controller == "memory" && limits.memoryMax == nil { continue }
+                        throw CgroupError("\(controller) limit asked for, but the v1 \(controller) hierarchy is not usable by musterd")
+                    }
+                    let path = base + "/" + relative
+                    try makeLeaf(path)
+                    group.v1[controller] = path
+                }
+            }
+            try applyLimits(limits, to: group)
+        } catch let error as CgroupError {
+            remove(group)
+            throw error
+        } catch {
+            remove(group)
+            throw CgroupError("\(error)")
+        }
+        return group
+    }
+
+    private func makeLeaf(_ path: String) throws(FileSystem.Failure) {
+        try FileSystem.makeDirectories(FileSystem.directory(of: path))
+        if mkdir(path, 0o755) < 0 {
+            let code = errno
+            // A leftover of an earlier run with the same name: take it over if it is empty.
+            if code == EEXIST, rmdir(path) == 0, mkdir(path, 0o755) == 0 { return }
+            throw FileSystem.Failure(operation: "mkdir", path: path, errno: code)
+        }
+    }
+
+    private func v1ControllersNeeded(_ limits: ResourceLimits) -> [String] {
+        // memory always, for the MEM column and OOM detection; the others only to hold a limit.
+        var controllers = ["memory"]
+        if limits.pidsMax != nil { controllers.append("pids") }
+        if limits.cpuMax != nil { controllers.append("cpu") }
+        return controllers
+    }
+
+    private func applyLimits(_ limits: ResourceLimits, to group: InstanceCgroup) throws {
+        let period = 100_000
+        if mode == .unified, let leaf = group.unified {
+            func need(_ controller: String) throws {
+                if !v2Controllers.contains(controller) {
+                    throw CgroupError("\(controller) limit asked for, but the \(controller) controller is not enabled for musterd's cgroup \(unifiedRoot ?? "")")
+                }
+            }
+            if let memory = limits.memoryMax { try need("memory"); try FileSystem.write(String(memory), to: leaf + "/memory.max") }
+            if let pids = limits.pidsMax { try need("pids"); try FileSystem.write(String(pids), to: leaf + "/pids.max") }
+            if let cpu = limits.cpuMax {
+                try need("cpu")
+                try FileSystem.write("\(max(1000, Int(cpu * Double(period)))) \(period)", to: leaf + "/cpu.max")
+            }
+        } else {
+            if let memory = limits.memoryMax, let leaf = group.v1["memory"] {
+                try FileSystem.write(String(memory), to: leaf + "/memory.limit_in_bytes")
+            }
+            if let pids = limits.pidsMax, let leaf = group.v1["pids"] { try FileSystem.write(String(pids), to: leaf + "/pids.max") }
+            if let cpu = limits.cpuMax, let leaf = group.v1["cpu"] {
+                try FileSystem.write(String(period), to: leaf + "/cpu.cfs_period_us")
+                try FileSystem.write(String(max(1000, Int(cpu * Double(period)))), to: leaf + "/cpu.cfs_quota_us")
+            }
+        }
+    }
+
+    /// cgroup.procs files the child writes itself into (v1 leaves).
+    public func v1ProcsPaths(_ group: InstanceCgroup) -> [String] {
+        group.v1.keys.sorted().map { group.v1[$0]! + "/cgroup.procs" }
+    }
+
+    /// Kills every process in the group at once: `cgroup.kill` where the kernel has it, else
+    /// SIGKILL to each listed process until none is left.
+    public func kill(_ group: InstanceCgroup) {
+        guard let leaf = group.unified else { return }
+        if (try? FileSystem.write("1", to: leaf + "/cgroup.kill")) != nil { return }
+        for _ in 0..<20 {
+            let pids = processes(group)
+            if pids.isEmpty { return }
+            for pid in pids { Glibc.kill(pid, SIGKILL) }
+        }
+    }
+
+    /// Sends `signal` to every process in the group.
+    public func signalAll(_ group: InstanceCgroup, _ signal: Int32) {
+        for pid in processes(group) { Glibc.kill(pid, signal) }
+    }
+
+    public func processes(_ group: InstanceCgroup) -> [Int32] {
+        guard let leaf = group.unified ?? group.v1["memory"] else { return [] }
+        return (FileSystem.readIfPresent(leaf + "/cgroup.procs") ?? "").split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    public func isPopulated(_ group: InstanceCgroup) -> Bool {
+        if let leaf = group.unified, let events = FileSystem.readIfPresent(leaf + "/cgroup.events") {
+            return Self.field("populated", in: events) != 0
+        }
+        return !processes(group).isEmpty
+    }
+
+    /// Removes the leaf in every hierarchy. Returns false while processes remain in it.
+    @discardableResult
+    public func remove(_ group: InstanceCgroup) -> Bool {
+        var removed = true
+        for path in [group.unified].compactMap({ $0 }) + group.v1.values.sorted() {
+            if rmdir(path) < 0 && errno != ENOENT { removed = false }
+        }
+        return removed
+    }
+
+    /// How many times the kernel's OOM killer killed a process in the group.
+    public func oomKills(_ group: InstanceCgroup) -> Int {
+        if mode == .unified, let leaf = group.unified, let events = FileSystem.readIfPresent(leaf + "/memory.events") {
+            return Self.field("oom_kill", in: events) ?? 0
+        }
+        if let leaf = group.v1["memory"], let control = FileSystem.readIfPresent(leaf + "/memory.oom_control") {
+            return Self.field("oom_kill", in: control) ?? 0
+        }
+        return 0
+    }
+
+    public struct Usage: Sendable {
+        public var cpuSeconds: Double?
+        public var memoryBytes: UInt64?
+    }
+
+    /// CPU time (cgroup2 `cpu.stat` works without the cpu controller) and current memory.
+    public func usage(_ group: InstanceCgroup) -> Usage {
+        var usage = Usage()
+        if let leaf = group.unified, let stat = FileSystem.readIfPresent(leaf + "/cpu.stat"),
+           let micros = Self.field("usage_usec", in: stat) {
+            usage.cpuSeconds = Double(micros) / 1e6
+        }
+        if mode == .unified, let leaf = group.unified, let text = FileSystem.readIfPresent(leaf + "/memory.current") {
+            usage.memoryBytes = UInt64(text.trimmingCharacters())
+        } else if let leaf = group.v1["memory"], let text = FileSystem.readIfPresent(leaf + "/memory.usage_in_bytes") {
+            usage.memoryBytes = UInt64(text.trimmingCharacters())
+        }
+        return usage
+    }
+
+    // MARK: The tree
+
+    /// Instance leaves found under the root, e.g. left by a daemon that was SIGKILLed.
+    public func leftovers() -> [InstanceCgroup] {
+        guard let unifiedRoot else { return [] }
+        var groups: [InstanceCgroup] = []
+        var relatives: Set<String> = []
+        for service in FileSystem.list(unifiedRoot + "/services") where FileSystem.isDirectory(unifiedRoot + "/services/" + service) {
+            for leaf in FileSystem.list(unifiedRoot + "/services/" + service) where FileSystem.isDirectory(unifiedRoot + "/services/\(service)/\(leaf)") {
+                relatives.insert("services/\(service)/\(leaf)")
+            }
+        }
+        for (_, base) in v1Roots {
+            for service in FileSystem.list(base + "/services") where FileSystem.isDirectory(base + "/services/" + service) {
+                for leaf in FileSystem.list(base + "/services/" + service) where FileSystem.isDirectory(base + "/services/\(service)/\(leaf)") {
+                    relatives.insert("services/\(service)/\(leaf)")
+                }
+            }
+        }
+        for relative in relatives.sorted() {
+            var group = InstanceCgroup(relativePath: relative, unified: nil, v1: [:])
+            if FileSystem.isDirectory(unifiedRoot + "/" + relative) { group.unified = unifiedRoot + "/" + relative }
+            for (controller, base) in v1Roots where FileSystem.isDirectory(base + "/" + relative) { group.v1[controller] = base + "/" + relative }
+            groups.append(group)
+        }
+        return groups
+    }
+
+    /// Removes a service's folder once its instances are gone.
+    public func removeService(_ service: String) {
+        for base in [unifiedRoot].compactMap({ $0 }) + v1Roots.values.sorted() {
+            _ = rmdir(base + "/services/" + service)
+        }
+    }
+
+    /// At shutdown: removes every empty folder musterd made, and the root itself when it is named.
+    public func tearDown() {
+        for base in [unifiedRoot].compactMap({ $0 }) + v1Roots.values.sorted() {
+            for service in FileSystem.list(base + "/services") { _ = rmdir(base + "/services/" + service) }
+            _ = rmdir(base + "/services")
+            if ownsRoot { _ = rmdir(base) }
+        }
+    }
+
+    static func field(_ name: String, in text: String) -> Int? {
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, parts[0] == name { return Int(parts[1]) }
+        }
+        return nil
+    }
+}
+
+public struct CgroupError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension StringProtocol {
+    func trimmingCharacters() -> String {
+        var slice = Substring(self)
+        while let first = slice.first, first.isWhitespace { slice.removeFirst() }
+        while let last = slice.last, last.isWhitespace { slice.removeLast() }
+        return String(slice)
+    }
+}

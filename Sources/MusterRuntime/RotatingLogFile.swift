@@ -1,0 +1,99 @@
+import Glibc
+import Synchronization
+
+/// One instance's log file: `<log_dir>/<service>/<index>.log`, rotated by size to `.1` … `.N`.
+/// Appends whole lines only, so rotation never splits a line; the size is read from the file on
+/// open, so rotation continues where it left off across a daemon restart.
+final class RotatingLogFile: Sendable {
+    let path: String
+    private struct State {
+        var fd: Int32 = -1
+        var size: UInt64 = 0
+        var maxBytes: UInt64
+        var backups: Int
+        var failing = false
+    }
+    private let state: Mutex<State>
+    /// Called once when writing starts failing (disk full, folder gone), and once when it recovers.
+    private let report: @Sendable (String) -> Void
+
+    init(path: String, maxBytes: UInt64, backups: Int, report: @escaping @Sendable (String) -> Void) {
+        self.path = path
+        self.state = Mutex(State(maxBytes: maxBytes, backups: backups))
+        self.report = report
+    }
+
+    func update(maxBytes: UInt64, backups: Int) {
+        state.withLock { $0.maxBytes = maxBytes; $0.backups = backups }
+    }
+
+    /// Appends complete lines (each ending in "\n").
+    func append(_ lines: [UInt8]) {
+        var message: String?
+        state.withLock { s in
+            if s.fd < 0 { open(&s) }
+            if s.fd >= 0, s.size > 0, s.size + UInt64(lines.count) > s.maxBytes { rotate(&s) }
+            guard s.fd >= 0 else { return }
+            var offset = 0
+            while offset < lines.count {
+                let n = lines.withUnsafeBytes { Glibc.write(s.fd, $0.baseAddress! + offset, $0.count - offset) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if !s.failing { message = "cannot write \(path): \(FileSystem.errorText(errno)); lines are dropped until it works again" }
+                    s.failing = true
+                    return
+                }
+                offset += n
+            }
+            s.size += UInt64(lines.count)
+            if s.failing { message = "writing \(path) works again" }
+            s.failing = false
+        }
+        if let message { report(message) }
+    }
+
+    func close() {
+        state.withLock { s in
+            if s.fd >= 0 { Glibc.close(s.fd) }
+            s.fd = -1
+        }
+    }
+
+    private func open(_ s: inout State) {
+        try? FileSystem.makeDirectories(FileSystem.directory(of: path))
+        s.fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard s.fd >= 0 else { return }
+        var info = stat()
+        s.size = fstat(s.fd, &info) == 0 ? UInt64(info.st_size) : 0
+    }
+
+    /// web/0.log → web/0.log.1 → … → web/0.log.N; the oldest falls off.
+    private func rotate(_ s: inout State) {
+        Glibc.close(s.fd)
+        s.fd = -1
+        if s.backups == 0 {
+            _ = unlink(path)
+        } else {
+            _ = unlink("\(path).\(s.backups)")
+            for n in stride(from: s.backups - 1, through: 1, by: -1) { _ = rename("\(path).\(n)", "\(path).\(n + 1)") }
+            _ = rename(path, path + ".1")
+        }
+        open(&s)
+    }
+}
+
+/// "2026-11-27T08:05:43.123Z", cheap enough for every line.
+enum Timestamp {
+    static func iso8601(_ seconds: Double) -> String {
+        var whole = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&whole, &parts)
+        let millis = Int((seconds - Double(whole)) * 1000)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
+    }
+}

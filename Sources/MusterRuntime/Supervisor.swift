@@ -1,0 +1,735 @@
+import Glibc
+import Logging
+import MusterAPI
+import MusterCore
+
+/// The one owner of process state. Every event (a command, an exit, a timer, a reload) changes
+/// desired or actual state and ends in `reconcile()`, which asks the pure planner what to start,
+/// signal or kill and does exactly that. No other code path starts or stops a process.
+public actor Supervisor {
+    public struct Dependencies: Sendable {
+        public var cgroups: Cgroups
+        public var reaper: Reaper
+        public var logs: LogPump
+        public var journal: EventJournal
+        public var store: StateStore?
+        public var logDir: String
+        public var ports: ClosedRange<Int>
+        public var daemonEnvironment: [String: String]
+        public var logger: Logger
+        /// Reads and validates every manifest again (reload).
+        public var loadManifests: @Sendable () throws(ManifestErrors) -> [ServiceSpec]
+        public var portIsFree: @Sendable (Int) -> Bool
+        public var jitter: @Sendable () -> Double
+
+        public init(cgroups: Cgroups, reaper: Reaper, logs: LogPump, journal: EventJournal, store: StateStore?,
+                    logDir: String, ports: ClosedRange<Int>, daemonEnvironment: [String: String], logger: Logger,
+                    loadManifests: @escaping @Sendable () throws(ManifestErrors) -> [ServiceSpec],
+                    portIsFree: @escaping @Sendable (Int) -> Bool = PortProbe.isFree,
+                    jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) {
+            self.cgroups = cgroups
+            self.reaper = reaper
+            self.logs = logs
+            self.journal = journal
+            self.store = store
+            self.logDir = logDir
+            self.ports = ports
+            self.daemonEnvironment = daemonEnvironment
+            self.logger = logger
+            self.loadManifests = loadManifests
+            self.portIsFree = portIsFree
+            self.jitter = jitter
+        }
+    }
+
+    /// The kernel side of one running instance, keyed by the record's generation.
+    struct LiveInstance {
+        var generation: Int
+        var handle: ProcessHandle
+        var cgroup: InstanceCgroup?
+    }
+
+    struct ServiceEntry {
+        var spec: ServiceSpec
+        var intent: ServiceIntent
+        var records: [Int: InstanceRecord] = [:]
+        var live: [Int: LiveInstance] = [:]
+        /// Removed by a reload: stop everything, then forget the service.
+        var removing = false
+        var cpuSamples: [Int: (seconds: Double, at: ContinuousClock.Instant)] = [:]
+    }
+
+    private struct Waiter {
+        var id: Int
+        var isSatisfied: @Sendable (isolated Supervisor) -> Bool
+        var continuation: CheckedContinuation<Void, Never>
+    }
+
+    let deps: Dependencies
+    private var logger: Logger { deps.logger }
+    private var services: [String: ServiceEntry] = [:]
+    private var ports: PortAllocator
+    private var shuttingDown = false
+    private var wakeTask: Task<Void, Never>?
+    private var wakeAt: ContinuousClock.Instant?
+    private var waiters: [Waiter] = []
+    private var nextWaiterID = 0
+    private var cleanupsInFlight = 0
+
+    public init(specs: [ServiceSpec], dependencies: Dependencies) {
+        deps = dependencies
+        ports = PortAllocator(range: dependencies.ports)
+        let saved = dependencies.store?.load() ?? [:]
+        for spec in specs {
+            services[spec.name] = ServiceEntry(spec: spec, intent: Self.restoredIntent(saved[spec.name], spec: spec))
+        }
+    }
+
+    /// The saved intent, unless the manifest's `instances` changed since it was saved: an edited
+    /// manifest is the operator's newer word.
+    static func restoredIntent(_ saved: ServiceIntent?, spec: ServiceSpec) -> ServiceIntent {
+        guard var intent = saved else { return ServiceIntent(desired: spec.instances) }
+        if intent.manifestInstances != spec.instances {
+            intent.desired = spec.instances
+            intent.manifestInstances = spec.instances
+        }
+        return intent
+    }
+
+    // MARK: Start and stop of the daemon
+
+    /// Stops what an earlier daemon left in the cgroup tree, then starts every service.
+    public func start() async {
+        await stopLeftovers()
+        emit("daemon-started", message: "musterd started with \(services.count) service(s); cgroups: \(deps.cgroups.mode.rawValue)")
+        saveIntents()
+        reconcile()
+    }
+
+    /// Instances found in the cgroup tree at start belong to a daemon that died without stopping
+    /// them (SIGKILL, a crash). Each gets its service's stop signal, then its stop timeout, then
+    /// SIGKILL to the whole group, so no orphan keeps a port and no two instances share one.
+    private func stopLeftovers() async {
+        let cgroups = deps.cgroups
+        let leftovers = cgroups.leftovers()
+        guard !leftovers.isEmpty else { return }
+        var populated: [(group: InstanceCgroup, deadline: ContinuousClock.Instant)] = []
+        let now = ContinuousClock.now
+        for group in leftovers {
+            let service = group.relativePath.split(separator: "/").dropFirst().first.map(String.init) ?? ""
+            let spec = services[service]?.spec
+            if cgroups.isPopulated(group) {
+                let pids = cgroups.processes(group)
+                emit("orphan-stopped", service: service, message: "stopping \(pids.count) process(es) left in \(group.displayPath ?? group.relativePath) by an earlier musterd")
+                cgroups.signalAll(group, spec?.stop.signal ?? SIGTERM)
+                populated.append((group, now + (spec?.stop.timeout ?? .seconds(10))))
+            }
+        }
+        while !populated.isEmpty {
+            try? await Task.sleep(for: .milliseconds(20))
+            let now = ContinuousClock.now
+            populated.removeAll { entry in
+                if !cgroups.isPopulated(entry.group) { return true }
+                if entry.deadline <= now { cgroups.kill(entry.group) }
+                return false
+            }
+        }
+        for group in leftovers {
+            for _ in 0..<50 where !cgroups.remove(group) { try? await Task.sleep(for: .milliseconds(10)) }
+        }
+    }
+
+    /// Stops every instance in parallel within its stop timeout, removes the cgroups, and returns.
+    public func shutdown() async {
+        guard !shuttingDown else {
+            await waitUntil(timeout: nil) { $0.isIdle }
+            return
+        }
+        shuttingDown = true
+        emit("shutdown", message: "stopping all instances")
+        reconcile()
+        await waitUntil(timeout: nil) { $0.isIdle }
+        wakeTask?.cancel()
+        deps.cgroups.tearDown()
+        deps.journal.finishFollowers()
+    }
+
+    public var isShuttingDown: Bool { shuttingDown }
+
+    /// No process of any instance is left, and every cgroup is cleaned up.
+    var isIdle: Bool {
+        cleanupsInFlight == 0 && services.values.allSatisfy { $0.live.isEmpty }
+    }
+
+    // MARK: Reconcile
+
+    /// Closes the gap between desired and actual for every service.
+    func reconcile() {
+        let now = ContinuousClock.now
+        for name in services.keys.sorted() {
+            guard var entry = services[name] else { continue }
+            let before = entry.records.mapValues(\.state)
+            let plan = ServicePlanner.plan(records: &entry.records, intent: entry.intent, spec: entry.spec,
+                                           shuttingDown: shuttingDown || entry.removing, now: now)
+            for (index, record) in entry.records where before[index] == .starting && record.state == .running {
+                emit("running", service: name, index: index, message: "running (pid \(record.pid ?? 0)) after \(DurationText.format(.seconds(entry.spec.restart.startSeconds)))", pid: record.pid)
+            }
+            for action in plan.actions {
+                switch action {
+                case .spawn(let index): spawn(&entry, index: index, now: now)
+                case .signalStop(let index): signalStop(&entry, index: index)
+                case .killGroup(let index): killGroup(&entry, index: index)
+                }
+            }
+            for index in before.keys where entry.records[index] == nil { ports.release("\(name):\(index)") }
+            if entry.removing, entry.records.isEmpty, entry.live.isEmpty {
+                services[name] = nil
+                deps.cgroups.removeService(name)
+                emit("removed", service: name, message: "service removed")
+                continue
+            }
+            services[name] = entry
+        }
+        scheduleWake()
+        resumeSatisfiedWaiters()
+    }
+
+    private func scheduleWake() {
+        let next = services.values.flatMap { $0.records.values.compactMap(\.deadline) }.min()
+        guard next != wakeAt else { return }
+        wakeTask?.cancel()
+        wakeAt = next
+        guard let next else { return }
+        wakeTask = Task {
+            try? await Task.sleep(until: next, clock: .continuous)
+            guard !Task.isCancelled else { return }
+            self.timerFired()
+        }
+    }
+
+    private func timerFired() {
+        wakeAt = nil
+        reconcile()
+    }
+
+    // MARK: Actions
+
+    private func spawn(_ entry: inout ServiceEntry, index: Int, now: ContinuousClock.Instant) {
+        let spec = entry.spec
+        var record = entry.records[index] ?? InstanceRecord(index: index)
+        let id = "\(spec.name):\(index)"
+        let failure: (String, Bool)
+        launch: do {
+            guard let port = ports.allocate(for: id, isFree: deps.portIsFree) else {
+                failure = ("no free port left in instance_ports \(deps.ports.lowerBound)-\(deps.ports.upperBound)", false)
+                break launch
+            }
+            var account: Accounts.User?
+            var credentials: Credentials?
+            if let user = spec.user {
+                guard let found = Accounts.user(named: user) else { failure = ("user \(user) does not exist", false); break launch }
+                account = found
+                credentials = Credentials(uid: found.uid, gid: found.gid, groups: Accounts.groupList(user: user, primary: found.gid))
+            }
+            if let group = spec.group {
+                guard let found = Accounts.group(named: group) else { failure = ("group \(group) does not exist", false); break launch }
+                let base = credentials ?? Credentials(uid: geteuid(), gid: found.gid, groups: [])
+                credentials = Credentials(uid: base.uid, gid: found.gid, groups: Array(Set(base.groups + [found.gid])))
+            }
+            let plan = LaunchPlan(spec: spec, index: index, port: port, daemonEnvironment: deps.daemonEnvironment,
+                                  account: account.map { ($0.name, $0.home) })
+            guard let program = plan.resolveProgram(isExecutable: FileSystem.isExecutableFile) else {
+                failure = ("exec \(plan.argv[0]): not found in PATH (\(plan.path ?? LaunchPlan.defaultPath))", false)
+                break launch
+            }
+            let cgroup: InstanceCgroup?
+            do {
+                cgroup = try deps.cgroups.createInstance(service: spec.name, leaf: "\(index)-\(record.generation + 1)", limits: spec.resources)
+            } catch {
+                // Limits that cannot be enforced here will not become enforceable by retrying.
+                failure = (error.description, deps.cgroups.mode == .unavailable)
+                break launch
+            }
+            let pipes: LogPump.Pipes
+            do {
+                pipes = try deps.logs.attach(path: logPath(spec.name, index), maxBytes: spec.logs.maxBytes, backups: spec.logs.backups)
+            } catch {
+                if let cgroup { deps.cgroups.remove(cgroup) }
+                failure = ("cannot open log pipes: \(error)", false)
+                break launch
+            }
+            let request = LaunchRequest(program: program, argv: plan.argv, environment: plan.environment, directory: plan.directory,
+                                        credentials: credentials, stdoutFD: pipes.stdoutWrite, stderrFD: pipes.stderrWrite,
+                                        cgroup: cgroup, v1ProcsPaths: cgroup.map(deps.cgroups.v1ProcsPaths) ?? [])
+            let generation = record.generation + 1
+            let name = spec.name
+            do {
+                let handle = try deps.reaper.spawning { () throws(SpawnError) -> ProcessHandle in
+                    let handle = try Spawner.spawn(request)
+                    deps.reaper.watch(handle) { status in
+                        Task { await self.processExited(service: name, index: index, generation: generation, status: status) }
+                    }
+                    return handle
+                }
+                pipes.closeWriteEnds()
+                InstanceLifecycle.spawned(&record, pid: handle.pid, spec: spec.restart, now: now)
+                entry.live[index] = LiveInstance(generation: record.generation, handle: handle, cgroup: cgroup)
+                entry.records[index] = record
+                entry.cpuSamples[index] = nil
+                emit("started", service: name, index: index,
+                     message: "started pid \(handle.pid) on port \(port)" + (record.state == .starting ? ", starting for \(DurationText.format(.seconds(spec.restart.startSeconds)))" : ""),
+                     pid: handle.pid)
+                return
+            } catch {
+                pipes.closeWriteEnds()
+                if let cgroup { deps.cgroups.remove(cgroup) }
+                failure = (error.description, false)
+            }
+        }
+        let (reason, permanent) = failure
+        InstanceLifecycle.spawnFailed(&record, reason: reason, spec: spec.restart, now: now, jitter: deps.jitter())
+        if permanent && record.state != .fatal {
+            record.state = .fatal
+            record.deadline = nil
+            record.reason = reason
+        }
+        entry.records[index] = record
+        emit("spawn-failed", service: spec.name, index: index, message: reason)
+        announce(record, service: spec.name, now: now)
+    }
+
+    private func signalStop(_ entry: inout ServiceEntry, index: Int) {
+        guard let live = entry.live[index] else { return }
+        let signal = entry.spec.stop.signal
+        live.handle.signal(signal)
+        emit("stopping", service: entry.spec.name, index: index,
+             message: "sent \(SignalName.name(signal)) to pid \(live.handle.pid); SIGKILL to the group after \(DurationText.format(entry.spec.stop.timeout))",
+             pid: live.handle.pid)
+    }
+
+    private func killGroup(_ entry: inout ServiceEntry, index: Int) {
+        guard let live = entry.live[index] else { return }
+        if let cgroup = live.cgroup { deps.cgroups.kill(cgroup) }
+        else { Glibc.kill(-live.handle.pid, SIGKILL); live.handle.signal(SIGKILL) }
+        emit("stop-timeout", service: entry.spec.name, index: index,
+             message: "still running after \(DurationText.format(entry.spec.stop.timeout)); killed every process in its cgroup", pid: live.handle.pid)
+    }
+
+    /// An exit report from the reaper.
+    func processExited(service: String, index: Int, generation: Int, status: ExitStatus) {
+        guard var entry = services[service], let live = entry.live[index], live.generation == generation,
+              var record = entry.records[index] else { return }
+        let now = ContinuousClock.now
+        entry.live[index] = nil
+        var reason: String?
+        if let cgroup = live.cgroup, case .killed(SIGKILL, _) = status, deps.cgroups.oomKills(cgroup) > 0 {
+            let limit = entry.spec.resources.memoryMax.map { " (memory_max \(ByteSize.format($0)))" } ?? ""
+            reason = "oom-killed: out of memory\(limit)"
+        }
+        let wasStopping = record.state == .stopping
+        InstanceLifecycle.exited(&record, status: status, reason: reason, spec: entry.spec.restart, now: now, jitter: deps.jitter())
+        entry.records[index] = record
+        services[service] = entry
+        cleanUp(live, service: service)
+
+        let (code, signal): (Int32?, String?) = switch status {
+        case .exited(let code): (code, nil)
+        case .killed(let signal, _): (nil, SignalName.name(signal))
+        }
+        if reason != nil {
+            emit("oom-killed", service: service, index: index, message: reason!, pid: live.handle.pid, signal: signal)
+        } else {
+            emit(wasStopping ? "stopped" : "exited", service: service, index: index,
+                 message: "pid \(live.handle.pid) \(status.description)", pid: live.handle.pid, exitCode: code, signal: signal)
+        }
+        if !wasStopping { announce(record, service: service, now: now) }
+        reconcile()
+    }
+
+    /// Says what follows an exit or a failed start: a retry after backoff, or giving up.
+    private func announce(_ record: InstanceRecord, service: String, now: ContinuousClock.Instant) {
+        switch record.state {
+        case .backoff:
+            let delay = record.deadline.map { $0 - now } ?? .zero
+            emit("backoff", service: service, index: record.index, message: "restarting in \(DurationText.format(.milliseconds(Int((delay.seconds * 1000).rounded()))))" + (record.reason.map { " after: \($0)" } ?? ""))
+        case .fatal:
+            emit("fatal", service: service, index: record.index, message: record.reason ?? "gave up")
+        case .exited:
+            emit("not-restarted", service: service, index: record.index, message: "not restarted (restart.policy)")
+        default:
+            break
+        }
+    }
+
+    /// After the main process ends, whatever it left in its cgroup (double-forked children) is
+    /// killed and the group removed; shutdown waits for this.
+    private func cleanUp(_ live: LiveInstance, service: String) {
+        cleanupsInFlight += 1
+        let cgroups = deps.cgroups
+        let reaper = deps.reaper
+        let pid = live.handle.pid
+        let cgroup = live.cgroup
+        Task.detached {
+            if let cgroup {
+                cgroups.kill(cgroup)
+                for attempt in 0..<250 {
+                    if cgroups.remove(cgroup) { break }
+                    reaper.sweepOrphans()
+                    if attempt % 25 == 24 { cgroups.kill(cgroup) }
+                    try? await Task.sleep(for: .milliseconds(attempt < 10 ? 2 : 20))
+                }
+            } else {
+                // Without cgroups the process group is the best handle on what it left behind.
+                Glibc.kill(-pid, SIGKILL)
+            }
+            await self.cleanupFinished()
+        }
+    }
+
+    private func cleanupFinished() {
+        cleanupsInFlight -= 1
+        resumeSatisfiedWaiters()
+    }
+
+    // MARK: Commands
+
+    /// `start TARGET…`: stopped and fatal instances start again.
+    public func start(_ targets: [String]) async throws(ControlError) -> [String] {
+        let resolved = try resolve(targets)
+        for (name, index) in resolved {
+            guard var entry = services[name] else { continue }
+            if let index {
+                entry.intent.held.remove(index)
+                if !entry.intent.started {
+                    entry.intent.started = true
+                    entry.intent.held = Set(0..<entry.intent.desired).subtracting([index])
+                }
+                if entry.records[index] != nil { InstanceLifecycle.startRequested(&entry.records[index]!) }
+            } else {
+                entry.intent.started = true
+                entry.intent.held = []
+                for key in entry.records.keys { InstanceLifecycle.startRequested(&entry.records[key]!) }
+            }
+            services[name] = entry
+        }
+        try refuseWhileShuttingDown()
+        saveIntents()
+        reconcile()
+        await waitForSettled(resolved)
+        return describe(resolved)
+    }
+
+    /// `stop TARGET…`: returns once the targets have stopped (or their stop timeout has passed).
+    public func stop(_ targets: [String]) async throws(ControlError) -> [String] {
+        let resolved = try resolve(targets)
+        for (name, index) in resolved {
+            guard var entry = services[name] else { continue }
+            if let index { entry.intent.held.insert(index) } else { entry.intent.started = false }
+            services[name] = entry
+        }
+        saveIntents()
+        reconcile()
+        await waitForSettled(resolved)
+        return describe(resolved)
+    }
+
+    /// `restart TARGET…`: stop then start each target; all in parallel.
+    public func restart(_ targets: [String]) async throws(ControlError) -> [String] {
+        try refuseWhileShuttingDown()
+        let resolved = try resolve(targets)
+        let now = ContinuousClock.now
+        for (name, index) in resolved {
+            guard var entry = services[name] else { continue }
+            if index == nil {
+                entry.intent.started = true
+                entry.intent.held = []
+            } else if let index {
+                entry.intent.held.remove(index)
+                if !entry.intent.started {
+                    entry.intent.started = true
+                    entry.intent.held = Set(0..<entry.intent.desired).subtracting([index])
+                }
+            }
+            let indexes = index.map { [$0] } ?? Array(entry.records.keys.sorted())
+            for i in indexes {
+                guard var record = entry.records[i] else { continue }
+                if InstanceLifecycle.stopRequested(&record, purpose: .restart, timeout: entry.spec.stop.timeout, now: now) {
+                    entry.records[i] = record
+                    signalStop(&entry, index: i)
+                } else {
+                    InstanceLifecycle.startRequested(&record)
+                    entry.records[i] = record
+                }
+            }
+            services[name] = entry
+        }
+        saveIntents()
+        reconcile()
+        await waitForSettled(resolved)
+        return describe(resolved)
+    }
+
+    /// `scale SERVICE N`.
+    public func scale(_ name: String, to count: Int) throws(ControlError) -> [String] {
+        try refuseWhileShuttingDown()
+        guard count >= 0, count <= 10_000 else { throw .badRequest("instances must be between 0 and 10000, not \(count)") }
+        guard var entry = services[name], !entry.removing else { throw notFound(name) }
+        let from = entry.intent.desired
+        entry.intent.desired = count
+        services[name] = entry
+        saveIntents()
+        emit("scaled", service: name, message: "\(name): \(from) → \(count) instances (musterctl scale)")
+        reconcile()
+        return ["\(name): \(from) → \(count) instances"]
+    }
+
+    /// `signal SIG TARGET…`: to each target's main process, through its pidfd.
+    public func signal(_ signal: Int32, _ targets: [String]) throws(ControlError) -> [String] {
+        let resolved = try resolve(targets)
+        var lines: [String] = []
+        for (name, index) in resolved {
+            guard let entry = services[name] else { continue }
+            for i in index.map({ [$0] }) ?? entry.live.keys.sorted() {
+                guard let live = entry.live[i] else { lines.append("\(name):\(i): not running"); continue }
+                let sent = live.handle.signal(signal)
+                lines.append("\(name):\(i): " + (sent ? "sent \(SignalName.name(signal)) to pid \(live.handle.pid)" : "pid \(live.handle.pid) already gone"))
+            }
+        }
+        return lines
+    }
+
+    /// `reload [--dry-run]`: validates every manifest first; applies nothing if any is invalid.
+    public func reload(dryRun: Bool) throws(ControlError) -> (plan: ReloadPlan, applied: Bool) {
+        try refuseWhileShuttingDown()
+        let specs: [ServiceSpec]
+        do { specs = try deps.loadManifests() }
+        catch {
+            emit("reload-failed", message: "reload refused, nothing changed: \(error.issues.count) problem(s): " + error.issues.map(\.description).joined(separator: "; "))
+            throw ControlError(status: 422, code: "invalid_manifest",
+                               message: "reload refused: \(error.issues.count) problem(s) in the manifests; nothing was changed",
+                               details: error.issues.map(\.description))
+        }
+        let current = services.values.filter { !$0.removing }.map(\.spec)
+        let plan = ReloadPlan(current: current, next: specs)
+        guard !dryRun else { return (plan, false) }
+        let now = ContinuousClock.now
+        for spec in specs {
+            if var entry = services[spec.name], !entry.removing {
+                if plan.changed.contains(spec.name) {
+                    for index in entry.records.keys.sorted() {
+                        var record = entry.records[index]!
+                        // The old processes stop the way the old manifest says.
+                        if InstanceLifecycle.stopRequested(&record, purpose: .restart, timeout: entry.spec.stop.timeout, now: now) {
+                            entry.records[index] = record
+                            signalStop(&entry, index: index)
+                        } else {
+                            InstanceLifecycle.startRequested(&record)
+                            entry.records[index] = record
+                        }
+                    }
+                }
+                if entry.spec.instances != spec.instances {
+                    entry.intent.desired = spec.instances
+                    entry.intent.manifestInstances = spec.instances
+                }
+                entry.spec = spec
+                services[spec.name] = entry
+            } else if services[spec.name]?.removing == true {
+                // Removed and re-added before its instances were gone: start afresh when they are.
+                services[spec.name]!.removing = false
+                services[spec.name]!.spec = spec
+                services[spec.name]!.intent = ServiceIntent(desired: spec.instances)
+            } else {
+                services[spec.name] = ServiceEntry(spec: spec, intent: ServiceIntent(desired: spec.instances))
+            }
+        }
+        for name in plan.removed { services[name]?.removing = true }
+        saveIntents()
+        var summary: [String] = []
+        if !plan.added.isEmpty { summary.append("added \(plan.added.joined(separator: ", "))") }
+        if !plan.removed.isEmpty { summary.append("removed \(plan.removed.joined(separator: ", "))") }
+        if !plan.changed.isEmpty { summary.append("restarting changed \(plan.changed.joined(separator: ", "))") }
+        for r in plan.rescaled { summary.append("\(r.name): \(r.from) → \(r.to) instances") }
+        emit("reloaded", message: summary.isEmpty ? "reloaded; nothing changed" : "reloaded: " + summary.joined(separator: "; "))
+        reconcile()
+        return (plan, true)
+    }
+
+    // MARK: Queries
+
+    public func status(_ names: [String] = []) throws(ControlError) -> StatusResponse {
+        for name in names where services[name] == nil { throw notFound(name) }
+        let now = ContinuousClock.now
+        var result: [ServiceStatus] = []
+        for name in services.keys.sorted() where names.isEmpty || names.contains(name) {
+            guard var entry = services[name] else { continue }
+            var rows: [InstanceStatus] = []
+            for index in entry.records.keys.sorted() {
+                let record = entry.records[index]!
+                let live = entry.live[index]
+                var usage = Cgroups.Usage()
+                if let cgroup = live?.cgroup { usage = deps.cgroups.usage(cgroup) }
+                var cpuPercent: Double?
+                if let cpu = usage.cpuSeconds {
+                    let previous = entry.cpuSamples[index] ?? (0, record.spawnedAt ?? now)
+                    let elapsed = (now - previous.at).seconds
+                    if elapsed > 0 { cpuPercent = max(0, (cpu - previous.seconds) / elapsed * 100) }
+                    entry.cpuSamples[index] = (cpu, now)
+                }
+                let uptime = record.state.hasProcess ? record.spawnedAt.map { (now - $0).seconds } : nil
+                rows.append(InstanceStatus(
+                    id: "\(name):\(index)", index: index, state: record.state.rawValue, pid: record.pid,
+                    port: ports.port(of: "\(name):\(index)"), restarts: record.restarts, uptimeSeconds: uptime,
+                    cgroup: live?.cgroup?.displayPath, reason: record.reason, cpuSeconds: usage.cpuSeconds,
+                    cpuPercent: cpuPercent, memoryBytes: usage.memoryBytes,
+                    user: entry.spec.user ?? Accounts.currentUserName))
+            }
+            services[name] = entry
+            result.append(ServiceStatus(name: name, desired: entry.removing ? 0 : entry.intent.desired,
+                                        started: entry.intent.started, instances: rows, source: entry.spec.sourcePath))
+        }
+        return StatusResponse(services: result)
+    }
+
+    /// The log file of `service:index` (the first instance when no index is given).
+    public func logFile(for target: String) throws(ControlError) -> String {
+        guard let parsed = Target(target), let name = parsed.serviceName else {
+            throw .badRequest("\"\(target)\" is not a log target (try web or web:0)")
+        }
+        guard services[name] != nil else { throw notFound(name) }
+        if case .instance(_, let index) = parsed { return logPath(name, index) }
+        return logPath(name, 0)
+    }
+
+    public var serviceNames: [String] { services.keys.sorted() }
+
+    func logPath(_ service: String, _ index: Int) -> String { "\(deps.logDir)/\(service)/\(index).log" }
+
+    // MARK: Helpers
+
+    private func resolve(_ targets: [String]) throws(ControlError) -> [(String, Int?)] {
+        guard !targets.isEmpty else { throw .badRequest("name at least one target: a service (web), an instance (web:1) or all") }
+        var resolved: [(String, Int?)] = []
+        for text in targets {
+            guard let target = Target(text) else {
+                throw .badRequest("\"\(text)\" is not a target (try web, web:1 or all)")
+            }
+            switch target {
+            case .all:
+                resolved += services.keys.sorted().filter { !services[$0]!.removing }.map { ($0, nil) }
+            case .service(let name):
+                guard services[name] != nil else { throw notFound(name) }
+                resolved.append((name, nil))
+            case .instance(let name, let index):
+                guard let entry = services[name] else { throw notFound(name) }
+                guard index < max(entry.intent.desired, (entry.records.keys.max() ?? -1) + 1) else {
+                    throw .notFound("\(name) has \(entry.intent.desired) instance(s): \(name):0 to \(name):\(max(0, entry.intent.desired - 1))")
+                }
+                resolved.append((name, index))
+            }
+        }
+        return resolved
+    }
+
+    private func notFound(_ name: String) -> ControlError {
+        let known = services.keys.sorted()
+        var message = "no service named \"\(name)\""
+        if let near = Suggestions.nearest(to: name, in: known) { message += " (did you mean \"\(near)\"?)" }
+        else if !known.isEmpty { message += " (known: \(known.joined(separator: ", ")))" }
+        return .notFound(message)
+    }
+
+    private func refuseWhileShuttingDown() throws(ControlError) {
+        if shuttingDown { throw .shuttingDown() }
+    }
+
+    private func describe(_ resolved: [(String, Int?)]) -> [String] {
+        var lines: [String] = []
+        for (name, index) in resolved {
+            guard let entry = services[name] else { continue }
+            let indexes = index.map { [$0] } ?? entry.records.keys.sorted()
+            if indexes.isEmpty { lines.append("\(name): no instances") }
+            for i in indexes {
+                guard let record = entry.records[i] else { lines.append("\(name):\(i): stopped"); continue }
+                var line = "\(name):\(i): \(record.state.rawValue)"
+                if let pid = record.pid { line += " (pid \(pid))" }
+                if let reason = record.reason, record.state != .running { line += ": \(reason)" }
+                lines.append(line)
+            }
+        }
+        return lines
+    }
+
+    /// Waits until no targeted instance is between states (starting up or stopping), bounded by
+    /// the longest stop timeout plus start time, so a command returns with a settled answer.
+    private func waitForSettled(_ resolved: [(String, Int?)]) async {
+        let names = Set(resolved.map(\.0))
+        let bound = resolved.compactMap { services[$0.0] }.map { $0.spec.stop.timeout + .seconds($0.spec.restart.startSeconds) }.max() ?? .zero
+        await waitUntil(timeout: bound + .seconds(2)) { supervisor in
+            supervisor.settled(names: names, resolved: resolved)
+        }
+    }
+
+    private func settled(names: Set<String>, resolved: [(String, Int?)]) -> Bool {
+        for (name, index) in resolved {
+            guard let entry = services[name] else { continue }
+            let indexes = index.map { [$0] } ?? Array(entry.records.keys)
+            for i in indexes {
+                guard let record = entry.records[i] else { continue }
+                if record.state == .stopping || record.state == .starting { return false }
+                if record.state == .stopped && entry.intent.wants(i) && !shuttingDown { return false }
+            }
+        }
+        return true
+    }
+
+    private func waitUntil(timeout: Duration?, _ condition: @escaping @Sendable (isolated Supervisor) -> Bool) async {
+        if condition(self) { return }
+        let id = nextWaiterID
+        nextWaiterID += 1
+        if let timeout {
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.expireWaiter(id)
+            }
+        }
+        await withCheckedContinuation { continuation in
+            waiters.append(Waiter(id: id, isSatisfied: condition, continuation: continuation))
+        }
+    }
+
+    private func expireWaiter(_ id: Int) {
+        guard let position = waiters.firstIndex(where: { $0.id == id }) else { return }
+        waiters.remove(at: position).continuation.resume()
+    }
+
+    private func resumeSatisfiedWaiters() {
+        guard !waiters.isEmpty else { return }
+        var remaining: [Waiter] = []
+        for waiter in waiters {
+            if waiter.isSatisfied(self) { waiter.continuation.resume() } else { remaining.append(waiter) }
+        }
+        waiters = remaining
+    }
+
+    private func saveIntents() {
+        guard let store = deps.store else { return }
+        let intents = services.filter { !$0.value.removing }.mapValues(\.intent)
+        do { try store.save(intents) }
+        catch { logger.error("cannot save state", metadata: ["path": "\(store.path)", "error": "\(error)"]) }
+    }
+
+    private func emit(_ kind: String, service: String? = nil, index: Int? = nil, message: String, pid: Int32? = nil,
+                      exitCode: Int32? = nil, signal: String? = nil) {
+        let instance = index.flatMap { i in service.map { "\($0):\(i)" } }
+        let event = EventRecord(time: WallClock.now(), kind: kind, service: service, instance: instance, message: message,
+                                pid: pid, exitCode: exitCode, signal: signal)
+        deps.journal.record(event)
+        var metadata: Logger.Metadata = ["event": "\(kind)"]
+        if let service { metadata["service"] = "\(service)" }
+        if let index { metadata["instance"] = "\(index)" }
+        let level: Logger.Level = ["fatal", "oom-killed", "spawn-failed", "reload-failed"].contains(kind) ? .error
+            : ["exited", "backoff", "stop-timeout", "orphan-stopped"].contains(kind) ? .warning : .info
+        logger.log(level: level, "\(instance ?? service ?? "musterd"): \(message)", metadata: metadata)
+    }
+}

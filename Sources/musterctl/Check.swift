@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import MusterCore
+import MusterRuntime
+
+/// `check FILE…`: validates manifests (or a musterd.toml and its services) without a daemon.
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate manifests or a musterd.toml; no daemon needed.")
+    @Argument(help: "Service manifests (*.toml) or a daemon config (a file with a [daemon] table).") var files: [String]
+
+    func run() async throws {
+        var problems = 0
+        for file in files {
+            let text = (try? FileSystem.read(file)) ?? ""
+            if text.contains("[daemon]") {
+                do {
+                    let config = try ManifestLoader.loadConfig(file)
+                    let specs = try ManifestLoader.loadServices(in: config.servicesDir)
+                    Output.line("ok: \(file) and \(specs.count) manifest(s) in \(config.servicesDir)")
+                    Warnings.forSpecs(specs).forEach { Output.line("warning: \($0)") }
+                } catch {
+                    problems += error.issues.count
+                    error.issues.forEach { Output.error($0.description) }
+                }
+                continue
+            }
+            do {
+                let specs = try ManifestLoader.loadServices(files: [file])
+                for spec in specs {
+                    Output.line("ok: \(file): service \(spec.name), \(spec.instances) instance(s)")
+                    Warnings.forSpecs([spec]).forEach { Output.line("warning: \($0)") }
+                }
+            } catch {
+                problems += error.issues.count
+                error.issues.forEach { Output.error($0.description) }
+            }
+        }
+        if problems > 0 {
+            Output.error("\(problems) problem(s) found")
+            throw ExitCode(1)
+        }
+    }
+}

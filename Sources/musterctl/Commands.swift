@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import MusterAPI
+import MusterCore
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show every instance: state, pid, port, uptime, restarts, CPU, memory, reason.")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .long, help: "Print JSON (the API's status document).") var json = false
+    @Argument(help: "Services to show (default: all).") var services: [String] = []
+
+    func run() async throws {
+        try await Outcome.run {
+            let query = services.map { "service=\($0)" }.joined(separator: "&")
+            let status = try await connection.client.get("/v1/status" + (query.isEmpty ? "" : "?" + query), as: StatusResponse.self)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                Output.line(String(decoding: try encoder.encode(status), as: UTF8.self))
+            } else {
+                Output.line(StatusTable.render(status))
+            }
+        }
+    }
+}
+
+/// start, stop and restart share their shape: a verb and targets.
+protocol TargetVerb: AsyncParsableCommand {
+    static var verb: String { get }
+    var connection: ConnectionOptions { get }
+    var targets: [String] { get }
+}
+
+extension TargetVerb {
+    func run() async throws {
+        try await Outcome.run {
+            let response = try await connection.client.post("/v1/\(Self.verb)", TargetsRequest(targets: targets), as: ActionResponse.self)
+            response.results.forEach(Output.line)
+        }
+    }
+}
+
+struct Start: TargetVerb {
+    static let verb = "start"
+    static let configuration = CommandConfiguration(abstract: "Start services or instances (also fatal ones).")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "web, web:1 or all.") var targets: [String]
+}
+
+struct Stop: TargetVerb {
+    static let verb = "stop"
+    static let configuration = CommandConfiguration(abstract: "Stop services or instances; they stay stopped, across daemon restarts too.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "web, web:1 or all.") var targets: [String]
+}
+
+struct Restart: TargetVerb {
+    static let verb = "restart"
+    static let configuration = CommandConfiguration(abstract: "Stop, then start services or instances.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "web, web:1 or all.") var targets: [String]
+}
+
+struct Scale: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set how many instances a service runs.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The service.") var service: String
+    @Argument(help: "The instance count.") var count: Int
+
+    func validate() throws {
+        guard count >= 0 else { throw ValidationError("the instance count cannot be negative") }
+    }
+
+    func run() async throws {
+        try await Outcome.run {
+            let response = try await connection.client.post("/v1/services/\(service)/scale", ScaleRequest(instances: count), as: ActionResponse.self)
+            response.results.forEach(Output.line)
+        }
+    }
+}
+
+struct Reload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Re-read every manifest and apply the difference; nothing changes if any is invalid.")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .long, help: "Print the plan without applying it.") var dryRun = false
+
+    func run() async throws {
+        try await Outcome.run {
+            let plan = try await connection.client.post("/v1/reload" + (dryRun ? "?dry_run=true" : ""), Optional<String>.none, as: ReloadResponse.self)
+            Output.line(plan.applied ? "reloaded:" : "reload plan (dry run; nothing applied):")
+            for name in plan.added { Output.line("  + start new service \(name)") }
+            for name in plan.removed { Output.line("  - stop and remove \(name)") }
+            for name in plan.changed { Output.line("  ~ restart \(name) (manifest changed)") }
+            for r in plan.rescaled { Output.line("  ± scale \(r.name) \(r.from) → \(r.to)") }
+            for name in plan.unchanged { Output.line("  = leave \(name) alone (unchanged)") }
+            for warning in plan.warnings { Output.line("warning: \(warning)") }
+        }
+    }
+}
+
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print an instance's log (stdout and stderr, stamped).")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .shortAndLong, help: "Keep printing new lines.") var follow = false
+    @Option(name: .short, help: "How many lines from the end.") var n = 50
+    @Argument(help: "web (its first instance) or web:1.") var target: String
+
+    func run() async throws {
+        try await Outcome.run {
+            let path = "/v1/logs/\(target)?lines=\(n)" + (follow ? "&follow=true" : "")
+            try await connection.client.stream(path) { chunk in
+                FileHandle.standardOutput.write(Data(chunk.readableBytesView))
+            }
+        }
+    }
+}
+
+struct SignalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "signal", abstract: "Send a signal to instances' main processes.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "TERM, HUP, USR1, … or a number.") var signal: String
+    @Argument(help: "web, web:1 or all.") var targets: [String]
+
+    func validate() throws {
+        guard SignalName.number(signal) != nil else { throw ValidationError("\"\(signal)\" is not a signal (try TERM, HUP, USR1 or 15)") }
+    }
+
+    func run() async throws {
+        try await Outcome.run {
+            let response = try await connection.client.post("/v1/signal", SignalRequest(signal: signal, targets: targets), as: ActionResponse.self)
+            response.results.forEach(Output.line)
+        }
+    }
+}
+
+struct Events: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What happened: starts, exits, OOM kills, backoff, fatal, scaling, reloads.")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(name: .shortAndLong, help: "Keep printing new events.") var follow = false
+    @Flag(name: .long, help: "One JSON object per line.") var json = false
+
+    func run() async throws {
+        try await Outcome.run {
+            if follow {
+                var pending = Data()
+                try await connection.client.stream("/v1/events?follow=true") { chunk in
+                    pending.append(contentsOf: chunk.readableBytesView)
+                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        let line = pending[pending.startIndex..<newline]
+                        pending = Data(pending[pending.index(after: newline)...])
+                        if json { Output.line(String(decoding: line, as: UTF8.self)) }
+                        else if let event = try? JSONDecoder().decode(EventRecord.self, from: line) { Output.line(EventText.render(event)) }
+                    }
+                }
+            } else {
+                let response = try await connection.client.get("/v1/events", as: EventsResponse.self)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                for event in response.events {
+                    Output.line(json ? String(decoding: try encoder.encode(event), as: UTF8.self) : EventText.render(event))
+                }
+            }
+        }
+    }
+}
+
+struct Shutdown: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop every instance and make musterd exit.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        try await Outcome.run {
+            let response = try await connection.client.post("/v1/shutdown", Optional<String>.none, as: ActionResponse.self)
+            response.results.forEach(Output.line)
+        }
+    }
+}
+
+struct Version: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print musterctl's version and, when reachable, musterd's.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        Output.line("musterctl \(MusterVersion.current)")
+        try await Outcome.run {
+            let daemon = try await connection.client.get("/v1/version", as: VersionResponse.self)
+            Output.line("musterd \(daemon.version) (pid \(daemon.pid), cgroups: \(daemon.cgroupMode)\(daemon.cgroupRoot.map { " at \($0)" } ?? ""))")
+        }
+    }
+}

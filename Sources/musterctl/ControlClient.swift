@@ -1,0 +1,99 @@
+import AsyncHTTPClient
+import Foundation
+import MusterAPI
+import NIOCore
+
+/// Talks to musterd over its Unix socket: HTTP/1.1 + JSON through AsyncHTTPClient's
+/// `http+unix://` scheme.
+struct ControlClient {
+    let socketPath: String
+
+    enum Failure: Error {
+        /// Exit 3: no daemon answered.
+        case unreachable(String)
+        /// Exit 1: the daemon answered with an error.
+        case refused(ErrorResponse, status: Int)
+    }
+
+    private var baseURL: String {
+        let encoded = socketPath.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? socketPath
+        return "http+unix://\(encoded)"
+    }
+
+    func get<Response: Decodable>(_ path: String, as type: Response.Type) async throws -> Response {
+        try decode(type, from: try await send("GET", path, body: Optional<String>.none))
+    }
+
+    func post<Body: Encodable, Response: Decodable>(_ path: String, _ body: Body?, as type: Response.Type) async throws -> Response {
+        try decode(type, from: try await send("POST", path, body: body))
+    }
+
+    /// Streams a response body (logs -f, events -f) chunk by chunk until the daemon closes it.
+    func stream(_ path: String, onChunk: (ByteBuffer) throws -> Void) async throws {
+        try await withClient { client in
+            let response = try await execute(client, method: "GET", path: path, body: nil)
+            guard response.status.code < 300 else {
+                let body = try await response.body.collect(upTo: 1 << 20)
+                throw refusal(body, status: Int(response.status.code))
+            }
+            for try await chunk in response.body { try onChunk(chunk) }
+        }
+    }
+
+    private func send<Body: Encodable>(_ method: String, _ path: String, body: Body?) async throws -> ByteBuffer {
+        let payload = try body.map { try JSONEncoder().encode($0) }
+        return try await withClient { client in
+            let response = try await execute(client, method: method, path: path, body: payload)
+            let bytes = try await response.body.collect(upTo: 64 << 20)
+            guard response.status.code < 300 else { throw refusal(bytes, status: Int(response.status.code)) }
+            return bytes
+        }
+    }
+
+    private func execute(_ client: HTTPClient, method: String, path: String, body: Data?) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .init(rawValue: method)
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        do {
+            return try await client.execute(request, timeout: .hours(24 * 365))
+        } catch {
+            throw Failure.unreachable(Self.describe(error, socketPath: socketPath))
+        }
+    }
+
+    private func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
+        guard FileManager.default.fileExists(atPath: socketPath) else {
+            throw Failure.unreachable("cannot reach musterd at \(socketPath): No such file or directory (is musterd running?)")
+        }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let result = try await body(client)
+            try await client.shutdown()
+            return result
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+        try JSONDecoder().decode(type, from: Data(buffer.readableBytesView))
+    }
+
+    private func refusal(_ buffer: ByteBuffer, status: Int) -> Failure {
+        let error = (try? decode(ErrorResponse.self, from: buffer))
+            ?? ErrorResponse(error: "http_\(status)", message: String(buffer: buffer).trimmingCharacters(in: .whitespacesAndNewlines))
+        return .refused(error, status: status)
+    }
+
+    static func describe(_ error: Error, socketPath: String) -> String {
+        var text = "\(error)"
+        if let io = error as? IOError { text = String(cString: strerror(io.errnoCode)) }
+        else if text.contains("connectionRefused") || text.contains("ECONNREFUSED") { text = "Connection refused" }
+        else if text.contains("EACCES") || text.contains("ermission") { text = "Permission denied" }
+        return "cannot reach musterd at \(socketPath): \(text) (is musterd running?)"
+    }
+}

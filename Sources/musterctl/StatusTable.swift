@@ -1,0 +1,74 @@
+import MusterAPI
+import MusterCore
+
+/// `NAME  STATE  PID  PORT  UPTIME  RESTARTS  CPU  MEM  REASON`, one row per instance.
+enum StatusTable {
+    static func render(_ status: StatusResponse) -> String {
+        var rows: [[String]] = [["NAME", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM", "REASON"]]
+        for service in status.services {
+            if service.instances.isEmpty {
+                rows.append([service.name, service.started ? "-" : "stopped", "-", "-", "-", "-", "-", "-",
+                             "no instances (desired \(service.desired))"])
+            }
+            for instance in service.instances {
+                rows.append([
+                    instance.id, instance.state.uppercased(),
+                    instance.pid.map(String.init) ?? "-", instance.port.map(String.init) ?? "-",
+                    instance.uptimeSeconds.map(uptime) ?? "-", String(instance.restarts),
+                    instance.cpuPercent.map { String(format1($0)) + "%" } ?? "-",
+                    instance.memoryBytes.map(ByteSize.format) ?? "-",
+                    instance.reason ?? "",
+                ])
+            }
+        }
+        let widths = (0..<rows[0].count - 1).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            let padded = zip(row.dropLast(), widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }
+            return (padded + [row.last!]).joined(separator: "  ").trimmingTrailingSpaces()
+        }.joined(separator: "\n")
+    }
+
+    /// supervisorctl's H:MM:SS.
+    static func uptime(_ seconds: Double) -> String {
+        let total = Int(seconds)
+        let (hours, minutes, secs) = (total / 3600, total / 60 % 60, total % 60)
+        return "\(hours):\(minutes < 10 ? "0" : "")\(minutes):\(secs < 10 ? "0" : "")\(secs)"
+    }
+
+    static func format1(_ value: Double) -> String {
+        let rounded = (value * 10).rounded() / 10
+        return String(rounded)
+    }
+}
+
+enum EventText {
+    static func render(_ event: EventRecord) -> String {
+        let subject = event.instance ?? event.service ?? "musterd"
+        return "\(isoTime(event.time))  \(subject)  \(event.kind): \(event.message)"
+    }
+
+    static func isoTime(_ seconds: Double) -> String {
+        let days = Int(seconds) / 86400
+        let rest = Int(seconds) % 86400
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(year)-\(two(month))-\(two(day))T\(two(rest / 3600)):\(two(rest / 60 % 60)):\(two(rest % 60))Z"
+    }
+}
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        var copy = self
+        while copy.last == " " { copy.removeLast() }
+        return copy
+    }
+}

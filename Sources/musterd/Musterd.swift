@@ -1,0 +1,108 @@
+import ArgumentParser
+import Glibc
+import Hummingbird
+import Logging
+import MusterAPI
+import MusterControl
+import MusterCore
+import MusterRuntime
+import MusterSystemd
+import ServiceLifecycle
+
+/// musterd: wiring only. Reads the config and manifests, sets up cgroups, the reaper and the log
+/// pump, and runs the supervisor and the control API under one ServiceGroup.
+@main
+struct Musterd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "musterd",
+        abstract: "Supervise services from TOML manifests, each instance in its own cgroup.",
+        version: MusterVersion.current
+    )
+
+    @Option(name: .long, help: "The daemon configuration file.")
+    var config = "/etc/muster/musterd.toml"
+
+    @Flag(name: .long, help: "Validate the daemon configuration and every manifest, then exit 0 (valid) or 1.")
+    var check = false
+
+    func run() async throws {
+        // Relative paths in the config resolve from its folder; anchor that folder for good.
+        let config = realpath(self.config, nil).map { path in defer { free(path) }; return String(cString: path) } ?? self.config
+        let settings: DaemonConfig
+        let specs: [ServiceSpec]
+        do {
+            settings = try ManifestLoader.loadConfig(config)
+            specs = try ManifestLoader.loadServices(in: settings.servicesDir)
+        } catch {
+            for issue in error.issues { printError(issue.description) }
+            printError("musterd: \(error.issues.count) problem(s); nothing was started")
+            throw ExitCode(1)
+        }
+        if check {
+            for warning in Warnings.forSpecs(specs) { printError("warning: \(warning)") }
+            print("ok: \(PathText.fileName(of: config)) and \(specs.count) service manifest(s) in \(settings.servicesDir) are valid")
+            return
+        }
+
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let logger = Logger(label: "musterd")
+
+        for folder in [settings.stateDir, settings.logDir, FileSystem.directory(of: settings.controlSocket)] {
+            do { try FileSystem.makeDirectories(folder) }
+            catch {
+                printError("musterd: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        if !Reaper.becomeSubreaper() { logger.warning("cannot become a child subreaper; orphans of services go to init") }
+        let cgroups = Cgroups.setUp(root: settings.cgroupRoot)
+        if let reason = cgroups.unavailableReason {
+            logger.warning("cgroups are not available: \(reason). Instances run without cgroups; services that set [resources] limits will not start.")
+        } else {
+            logger.info("cgroups: \(cgroups.mode.rawValue) at \(cgroups.unifiedRoot ?? "")")
+        }
+        let journal = EventJournal(stateDir: settings.stateDir) { logger.error("\($0)") }
+        let logs = LogPump { logger.error("\($0)") }
+        let servicesDir = settings.servicesDir
+        let supervisor = Supervisor(specs: specs, dependencies: .init(
+            cgroups: cgroups, reaper: Reaper(), logs: logs, journal: journal, store: StateStore(stateDir: settings.stateDir),
+            logDir: settings.logDir, ports: settings.instancePorts, daemonEnvironment: DaemonEnvironment.current(),
+            logger: logger,
+            loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try ManifestLoader.loadServices(in: servicesDir) }))
+
+        let router = ControlAPI.router(supervisor: supervisor, journal: journal, settings: .init(
+            authorizer: PeerAuthorizer(controlGroup: settings.controlGroup),
+            cgroupMode: cgroups.mode.rawValue, cgroupRoot: cgroups.unifiedRoot,
+            // The same path as SIGTERM from anyone else: one way to shut down.
+            requestShutdown: { kill(getpid(), SIGTERM) },
+            reloadWarnings: { Warnings.forSpecs((try? ManifestLoader.loadServices(in: servicesDir)) ?? []) }))
+        let socketPath = settings.controlSocket
+        let controlGroup = settings.controlGroup
+        var serverLogger = logger
+        serverLogger.logLevel = .warning
+        let app = Application(
+            router: router,
+            configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "musterd"),
+            onServerRunning: { _ in
+                ControlSocket.restrict(path: socketPath, group: controlGroup, logger: logger)
+                logger.info("control socket ready at \(socketPath)")
+                SystemdNotifier.notify("READY=1")
+            },
+            logger: serverLogger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: app), .init(service: SupervisorService(supervisor: supervisor, logger: logger))],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: serverLogger))
+        try await group.run()
+        logger.info("musterd stopped")
+    }
+}
+
+func printError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
