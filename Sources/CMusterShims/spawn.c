@@ -56,14 +56,15 @@ static int join_cgroup(const char *procs_path) {
 // of glibc still lists the parent's threads. The kernel call changes this (only) thread, which is
 // the whole process here.
 static void child_main(const muster_spawn_request *q, int report_fd, int devnull, int joined_v2) {
-    // Signal dispositions and mask are inherited; the daemon ignores SIGPIPE (NIO) and blocked
-    // everything around the clone. A service must start with the defaults.
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
+    // Signal dispositions and mask are inherited, and an ignored signal stays ignored across exec:
+    // the daemon ignores SIGPIPE (NIO), and runtimes may ignore glibc's reserved real-time signals
+    // (32, 33), which glibc's sigaction() refuses to touch. The raw system call resets them all, so
+    // a service starts with the defaults.
+    struct { void *handler; unsigned long flags; void *restorer; unsigned long mask; } dfl;
+    memset(&dfl, 0, sizeof dfl);  // handler 0 is SIG_DFL
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
-        (void)sigaction(sig, &dfl, NULL);  // fails harmlessly for glibc's reserved signals
+        (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
     }
 
     if (!joined_v2 && q->cgroup2_procs_path && join_cgroup(q->cgroup2_procs_path) < 0) {

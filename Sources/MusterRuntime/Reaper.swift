@@ -7,8 +7,11 @@ import Synchronization
 /// daemon as a child subreaper (double-forked grandchildren of services).
 ///
 /// Spawning and the orphan sweep share one lock: between clone and registration a child is not yet
-/// known, and the sweep must not reap it as an orphan and lose its exit status.
+/// known, and the sweep must not reap it as an orphan and lose its exit status. Reaping is a
+/// property of the whole process, so there is exactly one reaper: `Reaper.shared`.
 public final class Reaper: Sendable {
+    public static let shared = Reaper()
+
     public typealias ExitHandler = @Sendable (ExitStatus) -> Void
 
     private struct Watch {
@@ -20,7 +23,7 @@ public final class Reaper: Sendable {
     private let spawnLock = Mutex<Void>(())
     private let loop: EpollLoop
 
-    public init() {
+    private init() {
         // Orphans give no notice when they die; a sweep once a second bounds how long their
         // zombies linger, at a cost too small to measure.
         loop = EpollLoop(name: "muster-reaper", idleIntervalMilliseconds: 1000)

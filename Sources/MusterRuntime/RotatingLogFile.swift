@@ -27,29 +27,53 @@ final class RotatingLogFile: Sendable {
         state.withLock { $0.maxBytes = maxBytes; $0.backups = backups }
     }
 
-    /// Appends complete lines (each ending in "\n").
+    /// Appends complete lines (each ending in "\n"). A batch that does not fit is split at a line
+    /// boundary, so no file grows past `max_bytes` (unless one line alone is longer).
     func append(_ lines: [UInt8]) {
         var message: String?
         state.withLock { s in
-            if s.fd < 0 { open(&s) }
-            if s.fd >= 0, s.size > 0, s.size + UInt64(lines.count) > s.maxBytes { rotate(&s) }
-            guard s.fd >= 0 else { return }
-            var offset = 0
-            while offset < lines.count {
-                let n = lines.withUnsafeBytes { Glibc.write(s.fd, $0.baseAddress! + offset, $0.count - offset) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if !s.failing { message = "cannot write \(path): \(FileSystem.errorText(errno)); lines are dropped until it works again" }
-                    s.failing = true
-                    return
+            var start = 0
+            while start < lines.count {
+                if s.fd < 0 { open(&s) }
+                guard s.fd >= 0 else { break }
+                let room = s.maxBytes > s.size ? Int(s.maxBytes - s.size) : 0
+                var end = lines.count
+                if end - start > room {
+                    // The last newline that still fits; none fits: rotate first (or write one
+                    // over-long line into an empty file).
+                    let limit = min(lines.count, start + room)
+                    if let newline = lines[start..<limit].lastIndex(of: UInt8(ascii: "\n")) {
+                        end = newline + 1
+                    } else if s.size > 0 {
+                        rotate(&s)
+                        continue
+                    } else {
+                        end = (lines[start...].firstIndex(of: UInt8(ascii: "\n")) ?? lines.count - 1) + 1
+                    }
                 }
-                offset += n
+                if !write(lines[start..<end], &s, &message) { return }
+                start = end
             }
-            s.size += UInt64(lines.count)
             if s.failing { message = "writing \(path) works again" }
             s.failing = false
         }
         if let message { report(message) }
+    }
+
+    private func write(_ bytes: ArraySlice<UInt8>, _ s: inout State, _ message: inout String?) -> Bool {
+        var offset = bytes.startIndex
+        while offset < bytes.endIndex {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(s.fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if !s.failing { message = "cannot write \(path): \(FileSystem.errorText(errno)); lines are dropped until it works again" }
+                s.failing = true
+                return false
+            }
+            offset += n
+        }
+        s.size += UInt64(bytes.count)
+        return true
     }
 
     func close() {

@@ -69,7 +69,7 @@ struct Musterd: AsyncParsableCommand {
         let logs = LogPump { logger.error("\($0)") }
         let servicesDir = settings.servicesDir
         let supervisor = Supervisor(specs: specs, dependencies: .init(
-            cgroups: cgroups, reaper: Reaper(), logs: logs, journal: journal, store: StateStore(stateDir: settings.stateDir),
+            cgroups: cgroups, reaper: Reaper.shared, logs: logs, journal: journal, store: StateStore(stateDir: settings.stateDir),
             logDir: settings.logDir, ports: settings.instancePorts, daemonEnvironment: DaemonEnvironment.current(),
             logger: logger,
             loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try ManifestLoader.loadServices(in: servicesDir) }))

@@ -1,0 +1,161 @@
+import Foundation
+import MusterAPI
+import Testing
+
+/// The built musterd and musterctl, run for real: processes, cgroups, sockets.
+@Suite("musterd and musterctl end to end", .enabled(if: isRoot, "creates cgroups: needs root"), .serialized)
+struct DaemonTests {
+    @Test func statusShowsEveryInstanceAndTheSocketSpeaksHTTP() async throws {
+        let web = """
+            command = ["/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
+            directory = "/tmp"
+            instances = 2
+            [restart]
+            start_seconds = 0.5
+            [stop]
+            signal = "INT"
+            """
+        try await DaemonHarness.with(services: ["web": web]) { d in
+            try await d.start()
+            let up = await eventually { try d.running("web", count: 2) }
+            #expect(up)
+            let rows = try d.instances("web")
+            #expect(rows.map(\.id) == ["web:0", "web:1"])
+            #expect(Set(rows.compactMap(\.port)).count == 2)
+            #expect(rows.allSatisfy { $0.cgroup?.contains("/\(d.rootName)/services/web/") == true })
+            let port = try #require(rows.first?.port)
+            let served = await eventually { d.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/"]).stdout == "200" }
+            #expect(served)
+            let api = d.run("/usr/bin/curl", ["-s", "--unix-socket", d.socket, "http://muster/v1/status"])
+            let decoded = try JSONDecoder().decode(StatusResponse.self, from: Data(api.stdout.utf8))
+            #expect(decoded.services.first?.desired == 2)
+            let table = d.ctl("status").stdout
+            #expect(table.hasPrefix("NAME   STATE    PID"))
+            #expect(table.contains("web:1  RUNNING"))
+            let missing = d.run("/usr/bin/curl", ["-s", "-w", " %{http_code}", "--unix-socket", d.socket, "http://muster/v1/nothing"])
+            #expect(missing.stdout.hasSuffix(" 404"))
+            #expect(missing.stdout.contains(#""error":"not_found""#))
+        }
+    }
+
+    @Test func scaleUpAndDown() async throws {
+        try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("sleeper", count: 2) })
+            #expect(d.ctl("scale", "sleeper", "4").stdout == "sleeper: 2 → 4 instances\n")
+            #expect(await eventually { try d.running("sleeper", count: 4) })
+            let before = try d.instances("sleeper")
+            #expect(d.ctl("scale", "sleeper", "1").code == 0)
+            #expect(await eventually { try d.instances("sleeper").map(\.id) == ["sleeper:0"] })
+            // The highest indexes went; their processes with them.
+            for row in before where row.index > 0 { #expect(await eventually(5) { !alive(row.pid!) }) }
+            #expect(try d.instances("sleeper").first?.pid == before.first?.pid)
+            #expect(d.ctl("events").stdout.contains("scaled: sleeper: 4 → 1 instances"))
+        }
+    }
+
+    @Test func aKilledDaemonLeavesNoOrphansAndComesBackAtItsSavedCounts() async throws {
+        try await DaemonHarness.with(services: ["sleeper": sleeper, "other": sleeper]) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("sleeper", count: 2) && d.running("other", count: 2) })
+            #expect(d.ctl("scale", "sleeper", "3").code == 0)
+            #expect(d.ctl("stop", "other").code == 0)
+            #expect(await eventually { try d.running("sleeper", count: 3) })
+            let old = try d.instances("sleeper")
+            d.killDaemon()
+            // The instances outlive a SIGKILLed daemon...
+            #expect(old.allSatisfy { alive($0.pid!) })
+            try await d.start()
+            // ...and the next daemon stops them before starting fresh ones on the same ports.
+            #expect(await eventually { try d.running("sleeper", count: 3) })
+            for row in old { #expect(await eventually(5) { !alive(row.pid!) }, "orphan \(row.pid!) survived") }
+            let fresh = try d.instances("sleeper")
+            #expect(Set(fresh.compactMap(\.pid)).isDisjoint(with: old.compactMap(\.pid)))
+            #expect(Set(fresh.compactMap(\.port)).count == 3)
+            #expect(try d.instances("other").isEmpty || d.instances("other").allSatisfy { $0.state == "stopped" })
+            #expect(try d.status().services.first { $0.name == "other" }?.started == false)
+            #expect(d.ctl("events").stdout.contains("orphan-stopped"))
+        }
+    }
+
+    @Test func aReloadWithABadFileChangesNothingAndSaysWhy() async throws {
+        try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("sleeper", count: 2) })
+            let pids = try d.instances("sleeper").map(\.pid)
+            try d.write(service: "broken", "command = [\"/bin/sleep\", \"1\"]\n[resources]\nmemory_max = \"12Q\"\n")
+            try d.write(service: "sleeper", sleeper.replacingOccurrences(of: "100000", with: "99999"))
+            let refused = d.ctl("reload")
+            #expect(refused.code == 1)
+            #expect(refused.stderr.contains(#"broken.toml: [resources] memory_max = "12Q": not a size (try 256M or 1G)"#))
+            #expect(try d.instances("sleeper").map(\.pid) == pids)
+            #expect(try d.status().services.map(\.name) == ["sleeper"])
+            try d.remove(service: "broken")
+            try d.write(service: "extra", "command = [\"/bin/sleep\", \"100000\"]\n")
+            let plan = d.ctl("reload", "--dry-run")
+            #expect(plan.stdout.contains("+ start new service extra"))
+            #expect(plan.stdout.contains("~ restart sleeper (manifest changed)"))
+            #expect(try d.instances("sleeper").map(\.pid) == pids)
+            #expect(d.ctl("reload").code == 0)
+            #expect(await eventually { try d.running("extra", count: 1) && d.running("sleeper", count: 2) })
+            #expect(Set(try d.instances("sleeper").map(\.pid)).isDisjoint(with: pids))
+        }
+    }
+
+    @Test func onlyRootAndTheControlGroupMayUseTheSocket() async throws {
+        try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
+            try await d.start()
+            // Loosen the file mode on purpose: the peer-credential check must still refuse.
+            chmod(d.directory.path, 0o755)
+            chmod(d.directory.appendingPathComponent("run").path, 0o755)
+            chmod(d.socket, 0o666)
+            let asNobody = d.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/curl", "-s", "-w", " %{http_code}",
+                                                      "--unix-socket", d.socket, "http://muster/v1/status"])
+            #expect(asNobody.stdout.hasSuffix(" 403"), "\(asNobody)")
+            #expect(asNobody.stdout.contains(#""error":"forbidden""#))
+            #expect(d.ctl("status").code == 0)
+        }
+    }
+
+    @Test func exitCodesSayWhatHappened() async throws {
+        try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
+            let unreachable = d.ctl("status")
+            #expect(unreachable.code == 3)
+            #expect(unreachable.stderr.contains("cannot reach musterd at \(d.socket)"))
+            #expect(unreachable.stderr.contains("(is musterd running?)"))
+            try await d.start()
+            #expect(d.ctl("stop", "nosuch").code == 1)
+            #expect(d.ctl("frobnicate").code == 2)
+            #expect(d.ctl("scale", "sleeper").code == 2)
+            #expect(d.ctl("signal", "NOPE", "sleeper").code == 2)
+            #expect(d.ctl("stop", "sleeper:1").stdout == "sleeper:1: stopped\n")
+            #expect(d.ctl("start", "sleeper:1").code == 0)
+        }
+    }
+
+    @Test func shutdownStopsEverythingAndRemovesTheCgroups() async throws {
+        try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("sleeper", count: 2) })
+            let pids = try d.instances("sleeper").compactMap(\.pid)
+            #expect(d.ctl("shutdown").code == 0)
+            #expect(await d.waitForExit(15) == 0)
+            for pid in pids { #expect(!alive(pid)) }
+            #expect(d.cgroupDirectories.isEmpty, "left behind: \(d.cgroupDirectories)")
+        }
+    }
+
+    @Test func checkValidatesWithoutADaemon() async throws {
+        try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
+            let good = d.run(DaemonHarness.binDir + "/musterd", ["--config", d.configPath, "--check"])
+            #expect(good.code == 0, "\(good)")
+            try d.write(service: "bad", "command = [\"/bin/true\"]\nuser = \"no-such-user-here\"\n[restart]\npolcy = \"always\"\n")
+            let bad = d.run(DaemonHarness.binDir + "/musterd", ["--config", d.configPath, "--check"])
+            #expect(bad.code == 1)
+            #expect(bad.stderr.contains(#"bad.toml: [restart] unknown key "polcy" (did you mean "policy"?)"#))
+            let ctlCheck = d.run(DaemonHarness.binDir + "/musterctl", ["check", d.servicesDir.appendingPathComponent("bad.toml").path])
+            #expect(ctlCheck.code == 1)
+            #expect(ctlCheck.stderr.contains("polcy"))
+        }
+    }
+}
