@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -100,20 +101,80 @@ static void child_main(const muster_spawn_request *q, int report_fd, int devnull
     _exit(127);
 }
 
-static pid_t clone3_into(int cgroup_fd, int *pidfd) {
-#ifdef SYS_clone3
+struct child_args {
+    const muster_spawn_request *q;
+    int report_fd;
+    int devnull;
+    int joined_v2;
+};
+
+static int child_entry(void *raw) {
+    struct child_args *a = raw;
+    child_main(a->q, a->report_fd, a->devnull, a->joined_v2);
+    return 127;
+}
+
+#if defined(__x86_64__) && defined(SYS_clone3)
+// clone3 whose child runs fn(arg) on a stack of its own. glibc 2.36 exports no clone3 wrapper,
+// and a child sharing the parent's memory (CLONE_VM) cannot return from syscall() into the
+// parent's stack frame. The kernel keeps every register but rax, rcx and r11 across the call, in
+// the child too, so fn travels in rdx and arg in r8 (this mirrors glibc's own __clone3).
+// Returns the child's pid to the parent, or -errno.
+long muster_clone3_asm(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
+__asm__(
+    ".text\n"
+    ".globl muster_clone3_asm\n"
+    ".type muster_clone3_asm,@function\n"
+    "muster_clone3_asm:\n"
+    "    mov %rcx, %r8\n"
+    "    mov $435, %eax\n"          // __NR_clone3
+    "    syscall\n"
+    "    test %rax, %rax\n"
+    "    jz 1f\n"
+    "    ret\n"
+    "1:  xor %ebp, %ebp\n"         // the child: outermost frame, on its own stack
+    "    and $-16, %rsp\n"
+    "    mov %r8, %rdi\n"
+    "    call *%rdx\n"
+    "    mov %eax, %edi\n"
+    "    mov $60, %eax\n"           // __NR_exit
+    "    syscall\n"
+    "    hlt\n"
+    ".size muster_clone3_asm, .-muster_clone3_asm\n"
+);
+#define MUSTER_HAVE_CLONE3_VM 1
+#endif
+
+// Starts the child with clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD [| CLONE_INTO_CGROUP]): the
+// child borrows the daemon's memory instead of copying its page tables (what a fork of a 30-60 MB
+// process costs is most of a spawn), and the parent sleeps until the child has exec'd or exited,
+// as with vfork. That is also why the child may touch nothing but its own stack: the parent's
+// memory is shared, and the parent thread is parked, not gone.
+static pid_t clone3_vm(struct child_args *a, int cgroup_fd, int *pidfd) {
+#ifdef MUSTER_HAVE_CLONE3_VM
+    // Heap, not mmap: below malloc's mmap threshold this costs no system call, and the child only
+    // needs a few kilobytes of it.
+    const size_t stack_size = 64 * 1024;
+    void *stack = malloc(stack_size);
+    if (!stack) { errno = ENOMEM; return -1; }
     struct clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = CLONE_PIDFD;
+    args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)pidfd;
     args.exit_signal = SIGCHLD;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = stack_size;
     if (cgroup_fd >= 0) {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)cgroup_fd;
     }
-    return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    long rc = muster_clone3_asm(&args, sizeof args, child_entry, a);
+    // CLONE_VFORK: by now the child has exec'd (its own memory) or exited; the stack is free.
+    free(stack);
+    if (rc < 0) { errno = (int)-rc; return -1; }
+    return (pid_t)rc;
 #else
-    (void)cgroup_fd; (void)pidfd;
+    (void)a; (void)cgroup_fd; (void)pidfd;
     errno = ENOSYS;
     return -1;
 #endif
@@ -141,16 +202,22 @@ int muster_spawn(const muster_spawn_request *q, muster_spawn_result *r) {
 
     int pidfd = -1;
     int used_clone3 = 1;
-    pid_t pid = clone3_into(q->cgroup2_fd, &pidfd);
-    if (pid < 0 && (errno == ENOSYS || errno == EINVAL || errno == E2BIG || errno == EOPNOTSUPP || errno == EBUSY || errno == EACCES || errno == EPERM)) {
-        // Older kernels, or a cgroup that refuses CLONE_INTO_CGROUP (threaded, or no permission on
-        // it for clone): fork, and the child joins by writing cgroup.procs instead.
+    struct child_args args = { q, pipefd[1], devnull, q->cgroup2_fd >= 0 };
+    pid_t pid = clone3_vm(&args, q->cgroup2_fd, &pidfd);
+    if (pid < 0 && q->cgroup2_fd >= 0 && (errno == EINVAL || errno == EOPNOTSUPP || errno == EBUSY || errno == EACCES || errno == EPERM)) {
+        // A cgroup that refuses CLONE_INTO_CGROUP (threaded, or not permitted for clone): start
+        // outside it and let the child join by writing cgroup.procs.
+        args.joined_v2 = 0;
+        pid = clone3_vm(&args, -1, &pidfd);
+    }
+    if (pid < 0 && (errno == ENOSYS || errno == EINVAL || errno == E2BIG)) {
+        // No clone3 (older kernels, other architectures): fork, joining the cgroup by writing.
         used_clone3 = 0;
         pid = fork();
-    }
-    if (pid == 0) {
-        close(pipefd[0]);
-        child_main(q, pipefd[1], devnull, used_clone3 && q->cgroup2_fd >= 0);
+        if (pid == 0) {
+            close(pipefd[0]);
+            child_main(q, pipefd[1], devnull, 0);
+        }
     }
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);

@@ -84,7 +84,7 @@ public enum ControlAPI {
             let path = try await supervisor.logFile(for: target)
             let lines = try parseCount(request.uri.queryParameters.get("lines"), name: "lines", default: 50)
             let follow = ["1", "true", "yes"].contains(request.uri.queryParameters.get("follow") ?? "")
-            return LogTail.response(path: path, lines: lines, follow: follow)
+            return LogTail.response(path: path, lines: lines, follow: follow) { await supervisor.isShuttingDown }
         }
         v1.get("events") { request, _ in
             let limit = try parseCount(request.uri.queryParameters.get("limit"), name: "limit", default: EventJournal.capacity)

@@ -4,11 +4,8 @@ import MusterAPI
 import MusterRuntime
 
 enum JSONBody {
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }()
+    /// Keys in declaration order: sorting them costs a third of a 200-instance status response.
+    static let encoder = JSONEncoder()
 
     static func response<Value: Encodable>(_ value: Value, status: HTTPResponse.Status = .ok) -> Response {
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)

@@ -5,7 +5,9 @@ import MusterRuntime
 /// `logs [-f] [-n N]`: the last lines of an instance's log file, then, when following, what is
 /// appended to it, across rotation (a new inode or a shorter file starts over from its top).
 enum LogTail {
-    static func response(path: String, lines: Int, follow: Bool) -> Response {
+    /// - Parameter isOver: checked between polls; following ends when it says so (daemon shutdown),
+    ///   so an open `logs -f` never holds up a graceful shutdown.
+    static func response(path: String, lines: Int, follow: Bool, isOver: @escaping @Sendable () async -> Bool) -> Response {
         let initial = lastLines(path: path, count: lines)
         guard follow else {
             var buffer = ByteBuffer()
@@ -19,7 +21,7 @@ enum LogTail {
             var position = initial.end
             var inode = initial.inode
             var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
+            while await !isOver() {
                 try await Task.sleep(for: .milliseconds(200))
                 var info = stat()
                 guard stat(path, &info) == 0 else { continue }
@@ -40,6 +42,7 @@ enum LogTail {
                     try await writer.write(out)
                 }
             }
+            try await writer.finish(nil)
         })
     }
 

@@ -57,7 +57,6 @@ public enum Accounts {
         return Array(groups.prefix(Int(max(0, count))))
     }
 
-    public static var currentUserName: String {
-        user(id: geteuid())?.name ?? String(geteuid())
-    }
+    /// The daemon's own user, looked up once: status shows it for every instance without `user`.
+    public static let currentUserName: String = user(id: geteuid())?.name ?? String(geteuid())
 }

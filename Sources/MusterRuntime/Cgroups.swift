@@ -1,5 +1,6 @@
 import Glibc
 import MusterCore
+import Synchronization
 
 /// A started instance's cgroup: one leaf in the cgroup2 tree (tracking, `cgroup.kill`, CPU
 /// usage; on pure cgroup2 hosts the limits too) and, on hybrid hosts, one leaf per v1 controller
@@ -12,7 +13,7 @@ public struct InstanceCgroup: Sendable, Equatable {
     public var v1: [String: String]
 
     /// The path operators see (status shows it).
-    public var displayPath: String? { unified ?? v1["memory"] }
+    public var displayPath: String? { unified ?? v1.values.sorted().first }
 }
 
 /// The cgroup tree that musterd owns: `<root>/services/<service>/<index>-<generation>` in every
@@ -137,7 +138,7 @@ public final class Cgroups: Sendable {
         let relative = "services/\(service)/\(leaf)"
         var group = InstanceCgroup(relativePath: relative, unified: unifiedRoot + "/" + relative, v1: [:])
         do {
-            if mode == .unified, !v2Controllers.isEmpty {
+            if mode == .unified, !v2Controllers.isEmpty, !FileSystem.isDirectory(unifiedRoot + "/services/" + service) {
                 try FileSystem.makeDirectories(unifiedRoot + "/services/" + service)
                 _ = Self.enableControllers(path: unifiedRoot + "/services/" + service, wanted: Array(v2Controllers))
             }
@@ -145,7 +146,6 @@ public final class Cgroups: Sendable {
             if mode == .hybrid {
                 for controller in v1ControllersNeeded(limits) {
                     guard let base = v1Roots[controller] else {
-                        if controller == "memory" && limits.memoryMax == nil { continue }
                         throw CgroupError("\(controller) limit asked for, but the v1 \(controller) hierarchy is not usable by musterd")
                     }
                     let path = base + "/" + relative
@@ -165,9 +165,14 @@ public final class Cgroups: Sendable {
     }
 
     private func makeLeaf(_ path: String) throws(FileSystem.Failure) {
-        try FileSystem.makeDirectories(FileSystem.directory(of: path))
         if mkdir(path, 0o755) < 0 {
-            let code = errno
+            var code = errno
+            // The first instance of a service makes the service's folder too.
+            if code == ENOENT {
+                try FileSystem.makeDirectories(FileSystem.directory(of: path))
+                if mkdir(path, 0o755) == 0 { return }
+                code = errno
+            }
             // A leftover of an earlier run with the same name: take it over if it is empty.
             if code == EEXIST, rmdir(path) == 0, mkdir(path, 0o755) == 0 { return }
             throw FileSystem.Failure(operation: "mkdir", path: path, errno: code)
@@ -175,8 +180,10 @@ public final class Cgroups: Sendable {
     }
 
     private func v1ControllersNeeded(_ limits: ResourceLimits) -> [String] {
-        // memory always, for the MEM column and OOM detection; the others only to hold a limit.
-        var controllers = ["memory"]
+        // Only to hold a limit: creating and joining a v1 memory group costs a spawn ~0.1 ms and
+        // sometimes 10 ms, for nothing when there is no limit (status then reads the process's RSS).
+        var controllers: [String] = []
+        if limits.memoryMax != nil { controllers.append("memory") }
         if limits.pidsMax != nil { controllers.append("pids") }
         if limits.cpuMax != nil { controllers.append("cpu") }
         return controllers
@@ -268,19 +275,18 @@ public final class Cgroups: Sendable {
         public var memoryBytes: UInt64?
     }
 
-    /// CPU time (cgroup2 `cpu.stat` works without the cpu controller) and current memory.
-    public func usage(_ group: InstanceCgroup) -> Usage {
-        var usage = Usage()
-        if let leaf = group.unified, let stat = FileSystem.readIfPresent(leaf + "/cpu.stat"),
-           let micros = Self.field("usage_usec", in: stat) {
-            usage.cpuSeconds = Double(micros) / 1e6
+    /// Opens the group's usage files once, so that each `status` reads them with one pread each
+    /// instead of walking the cgroupfs path again: with 200 instances the path walks were most of
+    /// a status request's time.
+    /// - Parameter pid: whose resident memory stands in when the group has no memory accounting
+    ///   (hybrid hosts without a memory limit).
+    public func usageReader(_ group: InstanceCgroup, pid: Int32) -> UsageReader {
+        let cpu = group.unified.map { $0 + "/cpu.stat" }
+        if mode == .unified, v2Controllers.contains("memory"), let leaf = group.unified {
+            return UsageReader(cpuStat: cpu, memory: leaf + "/memory.current")
         }
-        if mode == .unified, let leaf = group.unified, let text = FileSystem.readIfPresent(leaf + "/memory.current") {
-            usage.memoryBytes = UInt64(text.trimmingCharacters())
-        } else if let leaf = group.v1["memory"], let text = FileSystem.readIfPresent(leaf + "/memory.usage_in_bytes") {
-            usage.memoryBytes = UInt64(text.trimmingCharacters())
-        }
-        return usage
+        if let leaf = group.v1["memory"] { return UsageReader(cpuStat: cpu, memory: leaf + "/memory.usage_in_bytes") }
+        return UsageReader(cpuStat: cpu, statm: "/proc/\(pid)/statm")
     }
 
     // MARK: The tree
@@ -347,5 +353,59 @@ extension StringProtocol {
         while let first = slice.first, first.isWhitespace { slice.removeFirst() }
         while let last = slice.last, last.isWhitespace { slice.removeLast() }
         return String(slice)
+    }
+}
+
+/// CPU time (cgroup2 `cpu.stat` works without the cpu controller) and current memory of one
+/// instance cgroup, from files held open for the instance's life.
+public final class UsageReader: Sendable {
+    private let paths: (cpu: String?, memory: String?)
+    /// Opened on the first read, not at spawn: a mass start should not pay for files nobody reads.
+    private let descriptors = Mutex<(cpu: Int32, memory: Int32)?>(nil)
+    /// The memory file is /proc/PID/statm (pages) rather than a cgroup's byte count.
+    private let memoryIsStatm: Bool
+
+    init(cpuStat: String?, memory: String? = nil, statm: String? = nil) {
+        paths = (cpuStat, memory ?? statm)
+        memoryIsStatm = memory == nil && statm != nil
+    }
+
+    deinit {
+        if let fds = descriptors.withLock({ $0 }) {
+            if fds.cpu >= 0 { close(fds.cpu) }
+            if fds.memory >= 0 { close(fds.memory) }
+        }
+    }
+
+    public func read() -> Cgroups.Usage {
+        let (cpuFD, memoryFD) = descriptors.withLock { fds in
+            if fds == nil {
+                fds = (paths.cpu.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1, paths.memory.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1)
+            }
+            return fds!
+        }
+        var usage = Cgroups.Usage()
+        if let stat = Self.pread(cpuFD), let micros = Cgroups.field("usage_usec", in: stat) {
+            usage.cpuSeconds = Double(micros) / 1e6
+        }
+        if let text = Self.pread(memoryFD) {
+            if memoryIsStatm {
+                // "size resident shared …" in pages.
+                let fields = text.split(separator: " ")
+                if fields.count > 1, let pages = UInt64(fields[1]) { usage.memoryBytes = pages * UInt64(sysconf(Int32(_SC_PAGESIZE))) }
+            } else {
+                usage.memoryBytes = UInt64(text.trimmingCharacters())
+            }
+        }
+        return usage
+    }
+
+    /// cgroupfs regenerates a file's content on every read from offset 0.
+    private static func pread(_ fd: Int32) -> String? {
+        guard fd >= 0 else { return nil }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer in
+            let n = Glibc.pread(fd, buffer.baseAddress, buffer.count, 0)
+            return n > 0 ? String(decoding: UnsafeBufferPointer(rebasing: buffer[..<n]), as: UTF8.self) : nil
+        }
     }
 }

@@ -8,6 +8,9 @@ import Synchronization
 /// thread is busy the flooder blocks on its own full pipe, not anyone else.
 public final class LogPump: Sendable {
     private let loop = EpollLoop(name: "muster-logs")
+    /// One read buffer for every pipe: reads happen only on the pump's thread, one at a time, so
+    /// 200 instances cost 64 KiB, not 200 × 2 × 64 KiB.
+    private let scratch = ReadBuffer()
     private let files = Mutex<[String: (file: RotatingLogFile, users: Int)]>([:])
     private let report: @Sendable (String) -> Void
 
@@ -60,7 +63,7 @@ public final class LogPump: Sendable {
 
     private func watch(_ fd: Int32, stream: String, file: RotatingLogFile, path: String) throws(FileSystem.Failure) {
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        let reader = PipeReader(fd: fd, stream: stream, file: file)
+        let reader = PipeReader(fd: fd, stream: stream, file: file, scratch: scratch)
         try loop.add(fd) { [self] _ in
             if reader.drain() == .closed {
                 loop.remove(fd)
@@ -91,18 +94,19 @@ private final class PipeReader: @unchecked Sendable {
     let stream: String
     let file: RotatingLogFile
     private var partial: [UInt8] = []
-    private var buffer = [UInt8](repeating: 0, count: 65536)
+    private let scratch: ReadBuffer
     /// A line longer than this is cut, so one endless line cannot grow memory without bound.
     static let longestLine = 16384
 
-    init(fd: Int32, stream: String, file: RotatingLogFile) {
+    init(fd: Int32, stream: String, file: RotatingLogFile, scratch: ReadBuffer) {
+        self.scratch = scratch
         self.fd = fd
         self.stream = stream
         self.file = file
     }
 
     func drain() -> Outcome {
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        let n = scratch.bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
         if n < 0 { return errno == EAGAIN || errno == EINTR ? .open : .closed }
         if n == 0 {
             if !partial.isEmpty { file.append(stamp([partial])) }
@@ -111,6 +115,7 @@ private final class PipeReader: @unchecked Sendable {
         }
         var lines: [[UInt8]] = []
         var start = 0
+        let buffer = scratch.bytes
         for i in 0..<n where buffer[i] == UInt8(ascii: "\n") {
             partial.append(contentsOf: buffer[start..<i])
             lines.append(partial)
@@ -137,4 +142,9 @@ private final class PipeReader: @unchecked Sendable {
         }
         return out
     }
+}
+
+/// The pump's read buffer, used only on its thread.
+private final class ReadBuffer: @unchecked Sendable {
+    var bytes = [UInt8](repeating: 0, count: 65536)
 }

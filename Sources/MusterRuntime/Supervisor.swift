@@ -47,6 +47,7 @@ public actor Supervisor {
         var generation: Int
         var handle: ProcessHandle
         var cgroup: InstanceCgroup?
+        var usage: UsageReader?
     }
 
     struct ServiceEntry {
@@ -273,7 +274,8 @@ public actor Supervisor {
                 }
                 pipes.closeWriteEnds()
                 InstanceLifecycle.spawned(&record, pid: handle.pid, spec: spec.restart, now: now)
-                entry.live[index] = LiveInstance(generation: record.generation, handle: handle, cgroup: cgroup)
+                entry.live[index] = LiveInstance(generation: record.generation, handle: handle, cgroup: cgroup,
+                                                 usage: cgroup.map { deps.cgroups.usageReader($0, pid: handle.pid) })
                 entry.records[index] = record
                 entry.cpuSamples[index] = nil
                 emit("started", service: name, index: index,
@@ -395,6 +397,7 @@ public actor Supervisor {
 
     /// `start TARGET…`: stopped and fatal instances start again.
     public func start(_ targets: [String]) async throws(ControlError) -> [String] {
+        try refuseWhileShuttingDown()
         let resolved = try resolve(targets)
         for (name, index) in resolved {
             guard var entry = services[name] else { continue }
@@ -412,7 +415,6 @@ public actor Supervisor {
             }
             services[name] = entry
         }
-        try refuseWhileShuttingDown()
         saveIntents()
         reconcile()
         await waitForSettled(resolved)
@@ -568,7 +570,7 @@ public actor Supervisor {
                 let record = entry.records[index]!
                 let live = entry.live[index]
                 var usage = Cgroups.Usage()
-                if let cgroup = live?.cgroup { usage = deps.cgroups.usage(cgroup) }
+                if let reader = live?.usage { usage = reader.read() }
                 var cpuPercent: Double?
                 if let cpu = usage.cpuSeconds {
                     let previous = entry.cpuSamples[index] ?? (0, record.spawnedAt ?? now)
@@ -593,12 +595,11 @@ public actor Supervisor {
 
     /// The log file of `service:index` (the first instance when no index is given).
     public func logFile(for target: String) throws(ControlError) -> String {
-        guard let parsed = Target(target), let name = parsed.serviceName else {
+        guard let parsed = Target(target), parsed != .all else {
             throw .badRequest("\"\(target)\" is not a log target (try web or web:0)")
         }
-        guard services[name] != nil else { throw notFound(name) }
-        if case .instance(_, let index) = parsed { return logPath(name, index) }
-        return logPath(name, 0)
+        guard let (name, index) = try resolve([target]).first else { throw notFound(target) }
+        return logPath(name, index ?? 0)
     }
 
     public var serviceNames: [String] { services.keys.sorted() }

@@ -1,11 +1,11 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import MusterCore
 import MusterRuntime
 
 /// `check FILE…`: validates manifests (or a musterd.toml and its services) without a daemon.
 struct Check: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Validate manifests or a musterd.toml; no daemon needed.")
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Validate manifests or a musterd.toml; no daemon needed.")
     @Argument(help: "Service manifests (*.toml) or a daemon config (a file with a [daemon] table).") var files: [String]
 
     func run() async throws {

@@ -1,10 +1,10 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import MusterAPI
 import MusterCore
 
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show every instance: state, pid, port, uptime, restarts, CPU, memory, reason.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show every instance: state, pid, port, uptime, restarts, CPU, memory, reason.")
     @OptionGroup var connection: ConnectionOptions
     @Flag(name: .long, help: "Print JSON (the API's status document).") var json = false
     @Argument(help: "Services to show (default: all).") var services: [String] = []
@@ -42,27 +42,27 @@ extension TargetVerb {
 
 struct Start: TargetVerb {
     static let verb = "start"
-    static let configuration = CommandConfiguration(abstract: "Start services or instances (also fatal ones).")
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start services or instances (also fatal ones).")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "web, web:1 or all.") var targets: [String]
 }
 
 struct Stop: TargetVerb {
     static let verb = "stop"
-    static let configuration = CommandConfiguration(abstract: "Stop services or instances; they stay stopped, across daemon restarts too.")
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop services or instances; they stay stopped, across daemon restarts too.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "web, web:1 or all.") var targets: [String]
 }
 
 struct Restart: TargetVerb {
     static let verb = "restart"
-    static let configuration = CommandConfiguration(abstract: "Stop, then start services or instances.")
+    static let configuration = CommandConfiguration(commandName: "restart", abstract: "Stop, then start services or instances.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "web, web:1 or all.") var targets: [String]
 }
 
 struct Scale: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Set how many instances a service runs.")
+    static let configuration = CommandConfiguration(commandName: "scale", abstract: "Set how many instances a service runs.")
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The service.") var service: String
     @Argument(help: "The instance count.") var count: Int
@@ -80,7 +80,7 @@ struct Scale: AsyncParsableCommand {
 }
 
 struct Reload: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Re-read every manifest and apply the difference; nothing changes if any is invalid.")
+    static let configuration = CommandConfiguration(commandName: "reload", abstract: "Re-read every manifest and apply the difference; nothing changes if any is invalid.")
     @OptionGroup var connection: ConnectionOptions
     @Flag(name: .long, help: "Print the plan without applying it.") var dryRun = false
 
@@ -99,7 +99,7 @@ struct Reload: AsyncParsableCommand {
 }
 
 struct Logs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print an instance's log (stdout and stderr, stamped).")
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print an instance's log (stdout and stderr, stamped).")
     @OptionGroup var connection: ConnectionOptions
     @Flag(name: .shortAndLong, help: "Keep printing new lines.") var follow = false
     @Option(name: .short, help: "How many lines from the end.") var n = 50
@@ -109,7 +109,7 @@ struct Logs: AsyncParsableCommand {
         try await Outcome.run {
             let path = "/v1/logs/\(target)?lines=\(n)" + (follow ? "&follow=true" : "")
             try await connection.client.stream(path) { chunk in
-                FileHandle.standardOutput.write(Data(chunk.readableBytesView))
+                Output.raw(chunk.readableBytesView)
             }
         }
     }
@@ -134,7 +134,7 @@ struct SignalCommand: AsyncParsableCommand {
 }
 
 struct Events: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "What happened: starts, exits, OOM kills, backoff, fatal, scaling, reloads.")
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "What happened: starts, exits, OOM kills, backoff, fatal, scaling, reloads.")
     @OptionGroup var connection: ConnectionOptions
     @Flag(name: .shortAndLong, help: "Keep printing new events.") var follow = false
     @Flag(name: .long, help: "One JSON object per line.") var json = false
@@ -165,7 +165,7 @@ struct Events: AsyncParsableCommand {
 }
 
 struct Shutdown: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop every instance and make musterd exit.")
+    static let configuration = CommandConfiguration(commandName: "shutdown", abstract: "Stop every instance and make musterd exit.")
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
@@ -177,7 +177,7 @@ struct Shutdown: AsyncParsableCommand {
 }
 
 struct Version: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print musterctl's version and, when reachable, musterd's.")
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print musterctl's version and, when reachable, musterd's.")
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {

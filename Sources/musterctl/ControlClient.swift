@@ -1,5 +1,6 @@
 import AsyncHTTPClient
-import Foundation
+import FoundationEssentials
+import Glibc
 import MusterAPI
 import NIOCore
 
@@ -16,7 +17,13 @@ struct ControlClient {
     }
 
     private var baseURL: String {
-        let encoded = socketPath.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? socketPath
+        // The socket path is the URL's host, percent-encoded (RFC 3986 unreserved bytes stay).
+        var encoded = ""
+        for byte in socketPath.utf8 {
+            let char = Character(UnicodeScalar(byte))
+            if byte < 0x80, char.isLetter || char.isNumber || "-._~".contains(char) { encoded.append(char) }
+            else { encoded += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true) }
+        }
         return "http+unix://\(encoded)"
     }
 
@@ -65,18 +72,12 @@ struct ControlClient {
     }
 
     private func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-        guard FileManager.default.fileExists(atPath: socketPath) else {
+        guard access(socketPath, F_OK) == 0 else {
             throw Failure.unreachable("cannot reach musterd at \(socketPath): No such file or directory (is musterd running?)")
         }
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
-            let result = try await body(client)
-            try await client.shutdown()
-            return result
-        } catch {
-            try? await client.shutdown()
-            throw error
-        }
+        // The shared client lives until the process exits, a few milliseconds later: shutting a
+        // client down cleanly costs more than the request itself.
+        return try await body(HTTPClient.shared)
     }
 
     private func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
@@ -85,7 +86,7 @@ struct ControlClient {
 
     private func refusal(_ buffer: ByteBuffer, status: Int) -> Failure {
         let error = (try? decode(ErrorResponse.self, from: buffer))
-            ?? ErrorResponse(error: "http_\(status)", message: String(buffer: buffer).trimmingCharacters(in: .whitespacesAndNewlines))
+            ?? ErrorResponse(error: "http_\(status)", message: String(String(buffer: buffer).filter { $0 != "\n" }))
         return .refused(error, status: status)
     }
 

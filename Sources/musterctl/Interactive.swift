@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// With no arguments: a prompt that takes the same commands, as supervisorctl does.
 struct Interactive: AsyncParsableCommand {
@@ -11,7 +12,7 @@ struct Interactive: AsyncParsableCommand {
         if interactive { Output.line("musterctl: type a command (status, start web, logs web:0, help), or quit") }
         while true {
             if interactive {
-                FileHandle.standardOutput.write(Data("muster> ".utf8))
+                Output.raw("muster> ".utf8)
             }
             guard let line = readLine() else { break }
             var words = Self.split(line)

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import MusterAPI
 
 /// musterctl: the supervisorctl-style CLI. Every verb is a subcommand; with no arguments it reads
@@ -28,7 +29,7 @@ struct ConnectionOptions: ParsableArguments {
     var socket: String?
 
     var client: ControlClient {
-        ControlClient(socketPath: socket ?? ProcessInfo.processInfo.environment["MUSTER_SOCKET"] ?? "/run/muster/muster.sock")
+        ControlClient(socketPath: socket ?? getenv("MUSTER_SOCKET").map { String(cString: $0) } ?? "/run/muster/muster.sock")
     }
 }
 
@@ -52,19 +53,48 @@ enum Outcome {
 }
 
 enum Output {
-    static func error(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+    static func error(_ text: String) { write(2, text + "\n") }
+
+    static func line(_ text: String) { write(1, text + "\n") }
+
+    static func raw(_ bytes: some Sequence<UInt8>) {
+        let copy = Array(bytes)
+        copy.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in write(1, buffer) }
     }
 
-    static func line(_ text: String) {
-        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    private static func write(_ fd: Int32, _ text: String) {
+        var text = text
+        text.withUTF8 { (utf8: UnsafeBufferPointer<UInt8>) in write(fd, UnsafeRawBufferPointer(utf8)) }
+    }
+
+    /// A reader that went away (`musterctl logs web | head`) ends the command quietly, as it
+    /// would for any Unix tool; SIGPIPE itself is ignored in this process (NIO does that).
+    private static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EPIPE { exit(0) }
+                return
+            }
+            offset += n
+        }
     }
 }
 
 /// Parses and runs one command line; shared by `main` and the interactive prompt. Returns the exit
 /// code: usage errors are 2, as the CLI promises (ArgumentParser's own default would be 64).
 func runCommandLine(_ arguments: [String]) async -> Int32 {
-    let verbs = Musterctl.configuration.subcommands.map { $0._commandName }
+    // `musterctl --socket S status` reads naturally; the parser wants options after the verb.
+    var arguments = arguments
+    if let first = arguments.first, first == "--socket" || first.hasPrefix("--socket=") {
+        let option = Array(arguments.prefix(first == "--socket" ? 2 : 1))
+        if arguments.count > option.count { arguments = Array(arguments.dropFirst(option.count)) + option }
+    }
+    // Every subcommand names itself: deriving names from type names costs a reflection pass that
+    // is a good part of a short command's run time.
+    let verbs = Musterctl.configuration.subcommands.compactMap { $0.configuration.commandName }
     if let first = arguments.first, !first.hasPrefix("-"), first != "help", !verbs.contains(first) {
         Output.error("musterctl: unknown command \"\(first)\" (commands: \(verbs.joined(separator: ", ")))")
         return 2

@@ -77,7 +77,7 @@ final class DaemonHarness: @unchecked Sendable {
     }
 
     /// Runs a program to completion and collects its output.
-    func run(_ program: String, _ arguments: [String], environment: [String: String]? = nil) -> Result {
+    func run(_ program: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments
@@ -85,8 +85,18 @@ final class DaemonHarness: @unchecked Sendable {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        let stdin = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
         do { try process.run() } catch { return Result(code: -1, stdout: "", stderr: "\(error)") }
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try? stdin.fileHandleForWriting.close()
+        }
+        // A command that hangs must fail its test, not stall the whole suite.
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
+        defer { watchdog.cancel() }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

@@ -159,3 +159,60 @@ struct DaemonTests {
         }
     }
 }
+
+@Suite("musterctl logs, events, prompt and SIGHUP", .enabled(if: isRoot, "creates cgroups: needs root"), .serialized)
+struct OperatorTests {
+    static let ticker = "command = [\"/bin/sh\", \"-c\", \"i=0; while true; do i=$((i+1)); echo tick $i; echo oops $i >&2; sleep 0.05; done\"]\n[restart]\nstart_seconds = 0.2\n"
+
+    @Test func logsShowStampedLinesFromBothStreams() async throws {
+        try await DaemonHarness.with(services: ["ticker": Self.ticker]) { d in
+            try await d.start()
+            #expect(await eventually { d.ctl("logs", "-n", "6", "ticker:0").stdout.split(separator: "\n").count == 6 })
+            let lines = d.ctl("logs", "-n", "6", "ticker").stdout.split(separator: "\n")
+            #expect(lines.contains { $0.contains(" stdout tick ") })
+            #expect(lines.contains { $0.contains(" stderr oops ") })
+            #expect(lines.allSatisfy { $0.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (stdout|stderr) "#, options: .regularExpression) != nil })
+            let file = d.directory.appendingPathComponent("log/ticker/0.log").path
+            #expect(FileManager.default.fileExists(atPath: file))
+            #expect(d.ctl("logs", "nosuch").code == 1)
+        }
+    }
+
+    @Test func eventsAreListedAsTextAndJSONAndKeptInTheStateDir() async throws {
+        try await DaemonHarness.with(services: ["ticker": Self.ticker]) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("ticker", count: 1) })
+            #expect(d.ctl("restart", "ticker").code == 0)
+            let json = d.ctl("events", "--json").stdout.split(separator: "\n")
+            let events = try json.map { try JSONDecoder().decode(EventRecord.self, from: Data($0.utf8)) }
+            #expect(events.contains { $0.kind == "stopping" && $0.instance == "ticker:0" })
+            #expect(events.filter { $0.kind == "started" }.count == 2)
+            #expect(d.ctl("events").stdout.contains("ticker:0  started: started pid"))
+            let file = try String(contentsOf: d.directory.appendingPathComponent("state/events.log"), encoding: .utf8)
+            #expect(file.split(separator: "\n").count >= events.count)
+        }
+    }
+
+    @Test func thePromptTakesTheSameCommands() async throws {
+        try await DaemonHarness.with(services: ["ticker": Self.ticker]) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("ticker", count: 1) })
+            let session = d.run(DaemonHarness.binDir + "/musterctl", ["--socket", d.socket], input: "status\nstop ticker\nbogus\nstatus ticker\nquit\n")
+            #expect(session.code == 0)
+            #expect(session.stdout.contains("ticker:0  RUNNING"))
+            #expect(session.stdout.contains("ticker:0: stopped"))
+            #expect(session.stderr.contains("unknown command \"bogus\""))
+        }
+    }
+
+    @Test func sighupReloadsTheManifests() async throws {
+        try await DaemonHarness.with(services: ["ticker": Self.ticker]) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("ticker", count: 1) })
+            try d.write(service: "second", sleeper)
+            kill(try #require(d.daemon).processIdentifier, SIGHUP)
+            #expect(await eventually { try d.running("second", count: 2) })
+            #expect(d.ctl("events").stdout.contains("reloaded: added second"))
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import MusterAPI
 import MusterCore
 import MusterRuntime
@@ -158,5 +159,28 @@ struct SupervisorKernelTests {
             #expect(ticks >= 20, "ticker logged \(ticks) lines in 2 s beside the flood")
             #expect(statusTime < .seconds(1))
         }
+    }
+}
+
+@Suite("Supervision without cgroups")
+struct NoCgroupTests {
+    @Test func aServiceWithLimitsFailsWithTheReasonInsteadOfRunningUnlimited() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let limited = spec("limited", ["/bin/sleep", "1000"]) { $0.resources.memoryMax = 64 << 20 }
+        let plain = spec("plain", ["/bin/sleep", "1000"])
+        let journal = EventJournal(stateDir: nil)
+        let supervisor = Supervisor(specs: [limited, plain], dependencies: .init(
+            cgroups: .unavailable("not running as root"), reaper: .shared, logs: LogPump { _ in }, journal: journal, store: nil,
+            logDir: "/tmp/muster-nocgroup-\(getpid())", ports: 33000...33099, daemonEnvironment: [:], logger: logger,
+            loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in [] }))
+        await supervisor.start()
+        let limitedRow = try await instance(supervisor, "limited")
+        let up = await KernelFixture.eventually { (try? await instance(supervisor, "plain")?.state) == "running" }
+        await supervisor.shutdown()
+        _ = system("rm -rf /tmp/muster-nocgroup-\(getpid())")
+        #expect(limitedRow?.state == "fatal")
+        #expect(limitedRow?.reason == "resource limits need cgroups, which musterd cannot use here: not running as root")
+        #expect(up)
     }
 }
