@@ -45,7 +45,9 @@ public enum ControlAPI {
         }
         v1.get("status") { request, _ in
             let names = request.uri.queryParameters.getAll("service")
-            return JSONBody.response(try await supervisor.status(names))
+            let status = try await supervisor.status(names)
+            return Response(status: .ok, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: status.jsonBytes())))
         }
         v1.post("start") { request, context in
             let body = try await decode(TargetsRequest.self, request, context)
