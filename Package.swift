@@ -69,16 +69,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Pure: supervisord/PM2 import and Kubernetes export (parsers and writers; no daemon).
+        .target(name: "MusterMigrate", dependencies: ["MusterCore"]),
         .executableTarget(
             name: "musterctl",
             dependencies: [
-                "MusterCore", "MusterAPI", "MusterRuntime",
+                "MusterCore", "MusterAPI", "MusterRuntime", "MusterMigrate",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "MusterCoreTests", dependencies: ["MusterCore"]),
+        .testTarget(name: "MusterMigrateTests", dependencies: ["MusterMigrate", "MusterCore"], exclude: ["Fixtures"]),
         .testTarget(
             name: "MusterRuntimeTests",
             dependencies: ["MusterRuntime", "MusterCore", "CMusterShims"]
