@@ -18,6 +18,26 @@ public struct ServiceIntent: Sendable, Equatable, Codable {
     }
 
     public func wants(_ index: Int) -> Bool { started && index < desired && !held.contains(index) }
+
+    /// `start` of the whole service (nil) or of one instance; a stopped service started by one
+    /// instance runs just that instance.
+    public mutating func start(_ index: Int?) {
+        guard let index else {
+            started = true
+            held = []
+            return
+        }
+        held.remove(index)
+        if !started {
+            started = true
+            held = Set(0..<desired).subtracting([index])
+        }
+    }
+
+    /// `stop` of the whole service (nil) or of one instance.
+    public mutating func stop(_ index: Int?) {
+        if let index { held.insert(index) } else { started = false }
+    }
 }
 
 /// One thing the runtime must do to close the gap between desired and actual.

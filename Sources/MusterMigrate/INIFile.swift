@@ -41,21 +41,21 @@ public enum INIFile {
             let number = offset + 1
             var line = String(rawLine)
             if line.hasSuffix("\r") { line.removeLast() }
-            let stripped = line.trimmed()
+            let stripped = line.trimmingWhitespace()
             if stripped.hasPrefix("#") || stripped.hasPrefix(";") { continue }
             let content = stripInlineComment(line)
             let indent = line.prefix { $0 == " " || $0 == "\t" }.count
-            if content.trimmed().isEmpty {
+            if content.trimmingWhitespace().isEmpty {
                 // Blank lines may sit inside a multi-line value; trailing ones are dropped.
                 if valueLines != nil { valueLines?.append("") }
                 continue
             }
             if valueLines != nil, indent > optionIndent {
-                valueLines?.append(content.trimmed())
+                valueLines?.append(content.trimmingWhitespace())
                 continue
             }
             flush()
-            let body = content.trimmed()
+            let body = content.trimmingWhitespace()
             if body.hasPrefix("[") {
                 guard let close = body.firstIndex(of: "]") else {
                     throw MigrationError("\(file):\(number): section header without ]: \(body)")
@@ -72,8 +72,8 @@ public enum INIFile {
             guard let delimiter else {
                 throw MigrationError("\(file):\(number): expected key = value, found \(body)")
             }
-            let key = String(body[..<delimiter]).trimmed().lowercased()
-            let value = String(body[body.index(after: delimiter)...]).trimmed()
+            let key = String(body[..<delimiter]).trimmingWhitespace().lowercased()
+            let value = String(body[body.index(after: delimiter)...]).trimmingWhitespace()
             pendingKey = (key, number)
             valueLines = [value]
             optionIndent = indent

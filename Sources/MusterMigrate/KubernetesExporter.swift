@@ -102,7 +102,7 @@ public struct KubernetesExporter {
     public init(port: Int = 8080) { self.port = port }
 
     public func export(_ spec: ServiceSpec, image: String?, source: String) throws(MigrationError) -> Output {
-        guard let image, !image.trimmed().isEmpty else {
+        guard let image, !image.trimmingWhitespace().isEmpty else {
             throw MigrationError("\(source): service \(spec.name) has no image: a container needs an image, and a command path on a host is not one; give it with --image \(spec.name)=REGISTRY/IMAGE:TAG")
         }
         var notes: [String] = []

@@ -76,7 +76,7 @@ public struct SupervisordImporter {
         for section in merged {
             if section.name.hasPrefix("group:") {
                 let group = String(section.name.dropFirst(6))
-                let programs = (section.value("programs") ?? "").split(separator: ",").map { $0.trimmed() }
+                let programs = (section.value("programs") ?? "").split(separator: ",").map { $0.trimmingWhitespace() }
                 for program in programs { groupOf[program] = group }
                 result.notCarriedOver.append("\(section.origin) [\(section.name)] (programs \(programs.joined(separator: ", "))): Muster has no process groups; each program became its own service, and each is started, stopped and scaled by its own name")
             } else if section.name.hasPrefix("eventlistener:") {
@@ -195,7 +195,7 @@ public struct SupervisordImporter {
         if let codes = section.value("exitcodes") {
             var list: [Int] = []
             for part in codes.split(separator: ",") {
-                guard let code = Int(part.trimmed()), (0...255).contains(code) else {
+                guard let code = Int(part.trimmingWhitespace()), (0...255).contains(code) else {
                     throw MigrationError("\(at("exitcodes")) [program:\(program)]: exitcodes=\(codes) is not a list of exit codes")
                 }
                 list.append(code)
@@ -254,14 +254,14 @@ public struct SupervisordImporter {
 
     func integer(_ section: INISection, _ key: String, default fallback: Int, minimum: Int) throws(MigrationError) -> Int {
         guard let text = section.value(key) else { return fallback }
-        guard let value = Int(text.trimmed()), value >= minimum else {
+        guard let value = Int(text.trimmingWhitespace()), value >= minimum else {
             throw MigrationError("\(section.file):\(section.line(of: key)): \(key)=\(text) is not a whole number of at least \(minimum)")
         }
         return value
     }
 
     func boolean(_ text: String) -> Bool? {
-        switch text.trimmed().lowercased() {
+        switch text.trimmingWhitespace().lowercased() {
         case "true", "yes", "on", "1": return true
         case "false", "no", "off", "0": return false
         default: return nil

@@ -68,7 +68,7 @@ public final class Cgroups: Sendable {
         guard let unifiedMount = mounts.unified else {
             return unavailable("no cgroup2 hierarchy is mounted (pure cgroup v1 hosts are not supported)")
         }
-        let rootControllers = Set((FileSystem.readIfPresent(unifiedMount + "/cgroup.controllers") ?? "").split(separator: " ").map { String($0).trimmingCharacters() })
+        let rootControllers = Set((FileSystem.readIfPresent(unifiedMount + "/cgroup.controllers") ?? "").split(separator: " ").map { String($0).trimmingWhitespace() })
         let pureV2 = rootControllers.contains("memory") || mounts.v1["memory"] == nil
         let own = CgroupMounts.parse(procCgroup: FileSystem.readIfPresent("/proc/self/cgroup") ?? "")
 
@@ -272,6 +272,8 @@ public final class Cgroups: Sendable {
 
     public struct Usage: Sendable {
         public var cpuSeconds: Double?
+        /// Share of one core between the two latest samples (since start for the first).
+        public var cpuPercent: Double?
         public var memoryBytes: UInt64?
     }
 
@@ -280,13 +282,15 @@ public final class Cgroups: Sendable {
     /// a status request's time.
     /// - Parameter pid: whose resident memory stands in when the group has no memory accounting
     ///   (hybrid hosts without a memory limit).
-    public func usageReader(_ group: InstanceCgroup, pid: Int32) -> UsageReader {
+    public func usageReader(_ group: InstanceCgroup, pid: Int32, startedAt: ContinuousClock.Instant) -> UsageReader {
         let cpu = group.unified.map { $0 + "/cpu.stat" }
         if mode == .unified, v2Controllers.contains("memory"), let leaf = group.unified {
-            return UsageReader(cpuStat: cpu, memory: leaf + "/memory.current")
+            return UsageReader(cpuStat: cpu, memory: leaf + "/memory.current", startedAt: startedAt)
         }
-        if let leaf = group.v1["memory"] { return UsageReader(cpuStat: cpu, memory: leaf + "/memory.usage_in_bytes") }
-        return UsageReader(cpuStat: cpu, statm: "/proc/\(pid)/statm")
+        if let leaf = group.v1["memory"] {
+            return UsageReader(cpuStat: cpu, memory: leaf + "/memory.usage_in_bytes", startedAt: startedAt)
+        }
+        return UsageReader(cpuStat: cpu, statm: "/proc/\(pid)/statm", startedAt: startedAt)
     }
 
     // MARK: The tree
@@ -347,57 +351,68 @@ public struct CgroupError: Error, Sendable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-extension StringProtocol {
-    func trimmingCharacters() -> String {
-        var slice = Substring(self)
-        while let first = slice.first, first.isWhitespace { slice.removeFirst() }
-        while let last = slice.last, last.isWhitespace { slice.removeLast() }
-        return String(slice)
-    }
-}
-
 /// CPU time (cgroup2 `cpu.stat` works without the cpu controller) and current memory of one
 /// instance cgroup, from files held open for the instance's life.
 public final class UsageReader: Sendable {
+    private struct State {
+        /// Opened on the first read, not at spawn: a mass start should not pay for files nobody reads.
+        var cpuFD: Int32 = -1
+        var memoryFD: Int32 = -1
+        var opened = false
+        var latest: (usage: Cgroups.Usage, at: ContinuousClock.Instant)?
+        var previousCPU: (seconds: Double, at: ContinuousClock.Instant)
+    }
+
+    /// Samples are reused for this long: `status` in a loop (or 200 rows of it) should not make the
+    /// kernel regenerate every cpu.stat each time.
+    static let sampleInterval: Duration = .seconds(1)
+
     private let paths: (cpu: String?, memory: String?)
-    /// Opened on the first read, not at spawn: a mass start should not pay for files nobody reads.
-    private let descriptors = Mutex<(cpu: Int32, memory: Int32)?>(nil)
+    private let state: Mutex<State>
     /// The memory file is /proc/PID/statm (pages) rather than a cgroup's byte count.
     private let memoryIsStatm: Bool
 
-    init(cpuStat: String?, memory: String? = nil, statm: String? = nil) {
+    init(cpuStat: String?, memory: String? = nil, statm: String? = nil, startedAt: ContinuousClock.Instant = .now) {
         paths = (cpuStat, memory ?? statm)
         memoryIsStatm = memory == nil && statm != nil
+        state = Mutex(State(previousCPU: (0, startedAt)))
     }
 
     deinit {
-        if let fds = descriptors.withLock({ $0 }) {
-            if fds.cpu >= 0 { close(fds.cpu) }
-            if fds.memory >= 0 { close(fds.memory) }
+        state.withLock { s in
+            if s.cpuFD >= 0 { close(s.cpuFD) }
+            if s.memoryFD >= 0 { close(s.memoryFD) }
         }
     }
 
-    public func read() -> Cgroups.Usage {
-        let (cpuFD, memoryFD) = descriptors.withLock { fds in
-            if fds == nil {
-                fds = (paths.cpu.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1, paths.memory.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1)
+    public func read(now: ContinuousClock.Instant = .now) -> Cgroups.Usage {
+        state.withLock { s in
+            if let latest = s.latest, now - latest.at < Self.sampleInterval { return latest.usage }
+            if !s.opened {
+                s.opened = true
+                s.cpuFD = paths.cpu.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1
+                s.memoryFD = paths.memory.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1
             }
-            return fds!
-        }
-        var usage = Cgroups.Usage()
-        if let stat = Self.pread(cpuFD), let micros = Cgroups.field("usage_usec", in: stat) {
-            usage.cpuSeconds = Double(micros) / 1e6
-        }
-        if let text = Self.pread(memoryFD) {
-            if memoryIsStatm {
-                // "size resident shared …" in pages.
-                let fields = text.split(separator: " ")
-                if fields.count > 1, let pages = UInt64(fields[1]) { usage.memoryBytes = pages * UInt64(sysconf(Int32(_SC_PAGESIZE))) }
-            } else {
-                usage.memoryBytes = UInt64(text.trimmingCharacters())
+            var usage = Cgroups.Usage()
+            if let stat = Self.pread(s.cpuFD), let micros = Cgroups.field("usage_usec", in: stat) {
+                let seconds = Double(micros) / 1e6
+                usage.cpuSeconds = seconds
+                let elapsed = (now - s.previousCPU.at).seconds
+                if elapsed > 0 { usage.cpuPercent = max(0, (seconds - s.previousCPU.seconds) / elapsed * 100) }
+                s.previousCPU = (seconds, now)
             }
+            if let text = Self.pread(s.memoryFD) {
+                if memoryIsStatm {
+                    // "size resident shared …" in pages.
+                    let fields = text.split(separator: " ")
+                    if fields.count > 1, let pages = UInt64(fields[1]) { usage.memoryBytes = pages * UInt64(sysconf(Int32(_SC_PAGESIZE))) }
+                } else {
+                    usage.memoryBytes = UInt64(text.trimmingWhitespace())
+                }
+            }
+            s.latest = (usage, now)
+            return usage
         }
-        return usage
     }
 
     /// cgroupfs regenerates a file's content on every read from offset 0.

@@ -57,7 +57,6 @@ public actor Supervisor {
         var live: [Int: LiveInstance] = [:]
         /// Removed by a reload: stop everything, then forget the service.
         var removing = false
-        var cpuSamples: [Int: (seconds: Double, at: ContinuousClock.Instant)] = [:]
     }
 
     private struct Waiter {
@@ -275,9 +274,8 @@ public actor Supervisor {
                 pipes.closeWriteEnds()
                 InstanceLifecycle.spawned(&record, pid: handle.pid, spec: spec.restart, now: now)
                 entry.live[index] = LiveInstance(generation: record.generation, handle: handle, cgroup: cgroup,
-                                                 usage: cgroup.map { deps.cgroups.usageReader($0, pid: handle.pid) })
+                                                 usage: cgroup.map { deps.cgroups.usageReader($0, pid: handle.pid, startedAt: now) })
                 entry.records[index] = record
-                entry.cpuSamples[index] = nil
                 emit("started", service: name, index: index,
                      message: "started pid \(handle.pid) on port \(port)" + (record.state == .starting ? ", starting for \(DurationText.format(.seconds(spec.restart.startSeconds)))" : ""),
                      pid: handle.pid)
@@ -401,17 +399,9 @@ public actor Supervisor {
         let resolved = try resolve(targets)
         for (name, index) in resolved {
             guard var entry = services[name] else { continue }
-            if let index {
-                entry.intent.held.remove(index)
-                if !entry.intent.started {
-                    entry.intent.started = true
-                    entry.intent.held = Set(0..<entry.intent.desired).subtracting([index])
-                }
-                if entry.records[index] != nil { InstanceLifecycle.startRequested(&entry.records[index]!) }
-            } else {
-                entry.intent.started = true
-                entry.intent.held = []
-                for key in entry.records.keys { InstanceLifecycle.startRequested(&entry.records[key]!) }
+            entry.intent.start(index)
+            for key in index.map({ [$0] }) ?? Array(entry.records.keys) where entry.records[key] != nil {
+                InstanceLifecycle.startRequested(&entry.records[key]!)
             }
             services[name] = entry
         }
@@ -426,7 +416,7 @@ public actor Supervisor {
         let resolved = try resolve(targets)
         for (name, index) in resolved {
             guard var entry = services[name] else { continue }
-            if let index { entry.intent.held.insert(index) } else { entry.intent.started = false }
+            entry.intent.stop(index)
             services[name] = entry
         }
         saveIntents()
@@ -442,16 +432,7 @@ public actor Supervisor {
         let now = ContinuousClock.now
         for (name, index) in resolved {
             guard var entry = services[name] else { continue }
-            if index == nil {
-                entry.intent.started = true
-                entry.intent.held = []
-            } else if let index {
-                entry.intent.held.remove(index)
-                if !entry.intent.started {
-                    entry.intent.started = true
-                    entry.intent.held = Set(0..<entry.intent.desired).subtracting([index])
-                }
-            }
+            entry.intent.start(index)
             let indexes = index.map { [$0] } ?? Array(entry.records.keys.sorted())
             for i in indexes {
                 guard var record = entry.records[i] else { continue }
@@ -564,29 +545,20 @@ public actor Supervisor {
         let now = ContinuousClock.now
         var result: [ServiceStatus] = []
         for name in services.keys.sorted() where names.isEmpty || names.contains(name) {
-            guard var entry = services[name] else { continue }
+            guard let entry = services[name] else { continue }
             var rows: [InstanceStatus] = []
             for index in entry.records.keys.sorted() {
                 let record = entry.records[index]!
                 let live = entry.live[index]
-                var usage = Cgroups.Usage()
-                if let reader = live?.usage { usage = reader.read() }
-                var cpuPercent: Double?
-                if let cpu = usage.cpuSeconds {
-                    let previous = entry.cpuSamples[index] ?? (0, record.spawnedAt ?? now)
-                    let elapsed = (now - previous.at).seconds
-                    if elapsed > 0 { cpuPercent = max(0, (cpu - previous.seconds) / elapsed * 100) }
-                    entry.cpuSamples[index] = (cpu, now)
-                }
+                let usage = live?.usage?.read(now: now) ?? Cgroups.Usage()
                 let uptime = record.state.hasProcess ? record.spawnedAt.map { (now - $0).seconds } : nil
                 rows.append(InstanceStatus(
                     id: "\(name):\(index)", index: index, state: record.state.rawValue, pid: record.pid,
                     port: ports.port(of: "\(name):\(index)"), restarts: record.restarts, uptimeSeconds: uptime,
                     cgroup: live?.cgroup?.displayPath, reason: record.reason, cpuSeconds: usage.cpuSeconds,
-                    cpuPercent: cpuPercent, memoryBytes: usage.memoryBytes,
+                    cpuPercent: usage.cpuPercent, memoryBytes: usage.memoryBytes,
                     user: entry.spec.user ?? Accounts.currentUserName))
             }
-            services[name] = entry
             result.append(ServiceStatus(name: name, desired: entry.removing ? 0 : entry.intent.desired,
                                         started: entry.intent.started, instances: rows, source: entry.spec.sourcePath))
         }

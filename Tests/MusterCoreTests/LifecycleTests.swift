@@ -256,4 +256,16 @@ struct PlanningTests {
         #expect(ServiceIntent(desired: 2, held: [1]).wants(0))
         #expect(ServiceIntent(desired: 2).wants(2) == false)
     }
+
+    @Test func startingOneInstanceOfAStoppedServiceStartsOnlyThatOne() {
+        var intent = ServiceIntent(desired: 3)
+        intent.stop(nil)
+        #expect(!intent.wants(0) && !intent.wants(1) && !intent.wants(2))
+        intent.start(1)
+        #expect(!intent.wants(0) && intent.wants(1) && !intent.wants(2))
+        intent.start(nil)
+        #expect(intent.wants(0) && intent.wants(1) && intent.wants(2))
+        intent.stop(2)
+        #expect(intent.wants(0) && !intent.wants(2))
+    }
 }
