@@ -20,7 +20,12 @@ final class DaemonHarness: @unchecked Sendable {
         return root.appendingPathComponent(".build/debug").path
     }
 
-    init(services: [String: String], ports: String = "32000-32999") throws {
+    /// - Parameter autoRoot: `cgroup_root = "auto"`: musterd is started inside a cgroup made for
+    ///   it (as systemd's Delegate=yes would) and must adopt it.
+    let autoRoot: Bool
+
+    init(services: [String: String], ports: String = "32000-32999", autoRoot: Bool = false) throws {
+        self.autoRoot = autoRoot
         rootName = "muster-it-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(rootName)
         try FileManager.default.createDirectory(at: servicesDir, withIntermediateDirectories: true)
@@ -30,7 +35,7 @@ final class DaemonHarness: @unchecked Sendable {
             control_socket = "run/muster.sock"
             state_dir      = "state"
             log_dir        = "log"
-            cgroup_root    = "\(rootName)"
+            cgroup_root    = "\(autoRoot ? "auto" : rootName)"
             instance_ports = "\(ports)"
             """
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -48,8 +53,16 @@ final class DaemonHarness: @unchecked Sendable {
     /// Starts musterd and waits until its control socket answers.
     func start() async throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binDir + "/musterd")
-        process.arguments = ["--config", configPath]
+        if autoRoot {
+            // The delegated cgroup a service manager would give it: musterd starts inside it.
+            let delegated = "/sys/fs/cgroup/unified/\(rootName)"
+            try FileManager.default.createDirectory(atPath: delegated, withIntermediateDirectories: true)
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "echo $$ > \(delegated)/cgroup.procs && exec \(Self.binDir)/musterd --config \(configPath)"]
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.binDir + "/musterd")
+            process.arguments = ["--config", configPath]
+        }
         let logURL = directory.appendingPathComponent("musterd.log")
         if !FileManager.default.fileExists(atPath: logURL.path) { FileManager.default.createFile(atPath: logURL.path, contents: nil) }
         let log = try FileHandle(forWritingTo: logURL)
@@ -165,8 +178,8 @@ final class DaemonHarness: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    static func with(services: [String: String], _ body: (DaemonHarness) async throws -> Void) async throws {
-        let harness = try DaemonHarness(services: services)
+    static func with(services: [String: String], autoRoot: Bool = false, _ body: (DaemonHarness) async throws -> Void) async throws {
+        let harness = try DaemonHarness(services: services, autoRoot: autoRoot)
         defer { harness.cleanUp() }
         do {
             try await body(harness)

@@ -145,6 +145,24 @@ struct DaemonTests {
         }
     }
 
+    @Test func anAutoRootAdoptsTheDaemonsOwnCgroup() async throws {
+        try await DaemonHarness.with(services: ["sleeper": sleeper], autoRoot: true) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("sleeper", count: 2) })
+            let delegated = "/sys/fs/cgroup/unified/\(d.rootName)"
+            // The daemon moved itself into a leaf; instances live in siblings under services/.
+            let daemonPid = try #require(d.daemon?.processIdentifier)
+            let membership = try String(contentsOfFile: "/proc/\(daemonPid)/cgroup", encoding: .utf8)
+            #expect(membership.contains("0::/\(d.rootName)/daemon\n"), "\(membership)")
+            #expect(try d.instances("sleeper").allSatisfy { $0.cgroup?.hasPrefix(delegated + "/services/sleeper/") == true })
+            #expect(try String(contentsOfFile: delegated + "/cgroup.procs", encoding: .utf8).isEmpty)
+            #expect(d.ctl("shutdown").code == 0)
+            #expect(await d.waitForExit(15) == 0)
+            // Its own cgroup stays (it is not musterd's to remove); what musterd made is gone.
+            #expect(!FileManager.default.fileExists(atPath: delegated + "/services"))
+        }
+    }
+
     @Test func checkValidatesWithoutADaemon() async throws {
         try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
             let good = d.run(DaemonHarness.binDir + "/musterd", ["--config", d.configPath, "--check"])
