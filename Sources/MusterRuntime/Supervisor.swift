@@ -21,12 +21,16 @@ public actor Supervisor {
         public var loadManifests: @Sendable () throws(ManifestErrors) -> [ServiceSpec]
         public var portIsFree: @Sendable (Int) -> Bool
         public var jitter: @Sendable () -> Double
+        /// Tells the service manager (sd_notify) how things stand: "STATUS=…", "RELOADING=1",
+        /// "READY=1", "STOPPING=1". A no-op outside systemd.
+        public var notify: @Sendable (String) -> Void
 
         public init(cgroups: Cgroups, reaper: Reaper, logs: LogPump, journal: EventJournal, store: StateStore?,
                     logDir: String, ports: ClosedRange<Int>, daemonEnvironment: [String: String], logger: Logger,
                     loadManifests: @escaping @Sendable () throws(ManifestErrors) -> [ServiceSpec],
                     portIsFree: @escaping @Sendable (Int) -> Bool = PortProbe.isFree,
-                    jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) {
+                    jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+                    notify: @escaping @Sendable (String) -> Void = { _ in }) {
             self.cgroups = cgroups
             self.reaper = reaper
             self.logs = logs
@@ -39,6 +43,7 @@ public actor Supervisor {
             self.loadManifests = loadManifests
             self.portIsFree = portIsFree
             self.jitter = jitter
+            self.notify = notify
         }
     }
 
@@ -75,6 +80,8 @@ public actor Supervisor {
     private var waiters: [Waiter] = []
     private var nextWaiterID = 0
     private var cleanupsInFlight = 0
+    /// The last STATUS= line sent, so an unchanged one is not sent again.
+    private var lastStatusLine = ""
 
     public init(specs: [ServiceSpec], dependencies: Dependencies) {
         deps = dependencies
@@ -146,6 +153,7 @@ public actor Supervisor {
             return
         }
         shuttingDown = true
+        deps.notify("STOPPING=1")
         emit("shutdown", message: "stopping all instances")
         reconcile()
         await waitUntil(timeout: nil) { $0.isIdle }
@@ -192,6 +200,35 @@ public actor Supervisor {
         }
         scheduleWake()
         resumeSatisfiedWaiters()
+        reportStatusLine()
+    }
+
+    /// "3 services, 7/7 instances running, 1 fatal": what `systemctl status musterd` shows.
+    public var statusLine: String {
+        let records = services.values.flatMap(\.records.values)
+        let desired = services.values.filter { !$0.removing && $0.intent.started }.map(\.intent.desired).reduce(0, +)
+        var line = "\(services.count) service\(services.count == 1 ? "" : "s"), "
+            + "\(records.filter { $0.state == .running }.count)/\(desired) instances running"
+        let fatal = records.filter { $0.state == .fatal }.count
+        if fatal > 0 { line += ", \(fatal) fatal" }
+        let backoff = records.filter { $0.state == .backoff }.count
+        if backoff > 0 { line += ", \(backoff) in backoff" }
+        if shuttingDown { line = "stopping: " + line }
+        return line
+    }
+
+    private func reportStatusLine() {
+        let line = statusLine
+        guard line != lastStatusLine else { return }
+        lastStatusLine = line
+        deps.notify("STATUS=" + line)
+    }
+
+    /// A reconcile pass on request. The watchdog pings only after this returns: it can only return
+    /// once the actor has worked through every event queued before it and the pass has finished,
+    /// so a stuck reconcile loop or event handler stops the pings, and systemd restarts musterd.
+    public func heartbeat() {
+        reconcile()
     }
 
     private func scheduleWake() {
@@ -495,6 +532,8 @@ public actor Supervisor {
         let current = services.values.filter { !$0.removing }.map(\.spec)
         let plan = ReloadPlan(current: current, next: specs)
         guard !dryRun else { return (plan, false) }
+        deps.notify("RELOADING=1")
+        defer { deps.notify("READY=1") }
         let now = ContinuousClock.now
         for spec in specs {
             if var entry = services[spec.name], !entry.removing {

@@ -72,7 +72,8 @@ struct Musterd: AsyncParsableCommand {
             cgroups: cgroups, reaper: Reaper.shared, logs: logs, journal: journal, store: StateStore(stateDir: settings.stateDir),
             logDir: settings.logDir, ports: settings.instancePorts, daemonEnvironment: DaemonEnvironment.current(),
             logger: logger,
-            loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try ManifestLoader.loadServices(in: servicesDir) }))
+            loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try ManifestLoader.loadServices(in: servicesDir) },
+            notify: { SystemdNotifier.notify($0) }))
 
         let router = ControlAPI.router(supervisor: supervisor, journal: journal, settings: .init(
             authorizer: PeerAuthorizer(controlGroup: settings.controlGroup),

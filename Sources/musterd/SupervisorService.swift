@@ -1,4 +1,5 @@
 import Logging
+import MusterSystemd
 import MusterRuntime
 import ServiceLifecycle
 import UnixSignals
@@ -23,9 +24,21 @@ struct SupervisorService: Service {
                 }
             }
         }
+        // WatchdogSec=: ping at half the interval, and only after the supervisor has answered a
+        // heartbeat (a full reconcile pass behind every queued event), never from a bare timer.
+        let watchdog = SystemdNotifier.watchdogInterval().map { interval in
+            Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval / 2)
+                    await supervisor.heartbeat()
+                    SystemdNotifier.notify("WATCHDOG=1")
+                }
+            }
+        }
         // Suspends until SIGTERM/SIGINT or `musterctl shutdown` starts a graceful shutdown.
         try? await gracefulShutdown()
         reloads.cancel()
+        watchdog?.cancel()
         await supervisor.shutdown()
     }
 }

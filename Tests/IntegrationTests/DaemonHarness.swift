@@ -51,8 +51,12 @@ final class DaemonHarness: @unchecked Sendable {
     }
 
     /// Starts musterd and waits until its control socket answers.
-    func start() async throws {
+    /// - Parameter environment: added to the test's own environment for the daemon.
+    func start(environment: [String: String] = [:]) async throws {
         let process = Process()
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         if autoRoot {
             // The delegated cgroup a service manager would give it: musterd starts inside it.
             let delegated = "/sys/fs/cgroup/unified/\(rootName)"

@@ -1,4 +1,5 @@
 import Glibc
+import Foundation
 import Logging
 import MusterAPI
 import MusterCore
@@ -193,5 +194,44 @@ struct NoCgroupTests {
         #expect(limitedRow?.state == "fatal")
         #expect(limitedRow?.reason == "resource limits need cgroups, which musterd cannot use here: not running as root")
         #expect(up)
+    }
+}
+
+@Suite("What the supervisor tells systemd", .enabled(if: isRoot, "creates cgroups: needs root"))
+struct NotifyLineTests {
+    final class Recorder: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func add(_ line: String) { lock.lock(); lines.append(line); lock.unlock() }
+        var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+    }
+
+    @Test func statusReloadAndStoppingAreReported() async throws {
+        try await KernelFixture.with { f in
+            let recorder = Recorder()
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let specs = [spec("one", ["/bin/sleep", "1000"]) { $0.instances = 2; $0.restart.startSeconds = 0 },
+                         spec("broken", ["/usr/bin/nope"]) { $0.restart.maxFailedStarts = 1 }]
+            let supervisor = Supervisor(specs: specs, dependencies: .init(
+                cgroups: f.cgroups, reaper: .shared, logs: LogPump { _ in }, journal: f.journal, store: nil,
+                logDir: f.directory + "/log", ports: 31000...31999, daemonEnvironment: [:], logger: logger,
+                loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in specs },
+                notify: { recorder.add($0) }))
+            await supervisor.start()
+            let settled = await KernelFixture.eventually { await supervisor.statusLine == "2 services, 2/3 instances running, 1 fatal" }
+            let line = await supervisor.statusLine
+            _ = try await supervisor.reload(dryRun: false)
+            await supervisor.heartbeat()
+            await supervisor.shutdown()
+            let lines = recorder.all
+            #expect(settled, "\(line)")
+            #expect(lines.contains("STATUS=2 services, 2/3 instances running, 1 fatal"))
+            #expect(lines.contains("RELOADING=1"))
+            #expect(lines.firstIndex(of: "READY=1").map { $0 > lines.firstIndex(of: "RELOADING=1")! } == true)
+            #expect(lines.contains("STOPPING=1"))
+            // A line is sent when it changes, not on every pass.
+            #expect(Set(lines.filter { $0.hasPrefix("STATUS=") }).count == lines.filter { $0.hasPrefix("STATUS=") }.count)
+        }
     }
 }
