@@ -74,16 +74,7 @@ struct ImportSupervisord: ParsableCommand {
     @OptionGroup var options: ImportOutputOptions
 
     func run() throws {
-        var environment: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
-        }
-        let result = SupervisordImporter(environment: environment).importFiles(files)
+        let result = SupervisordImporter(environment: ProcessEnvironment.current()).importFiles(files)
         try options.deliver(result)
     }
 }

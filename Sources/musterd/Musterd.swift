@@ -70,7 +70,7 @@ struct Musterd: AsyncParsableCommand {
         let servicesDir = settings.servicesDir
         let supervisor = Supervisor(specs: specs, dependencies: .init(
             cgroups: cgroups, reaper: Reaper.shared, logs: logs, journal: journal, store: StateStore(stateDir: settings.stateDir),
-            logDir: settings.logDir, ports: settings.instancePorts, daemonEnvironment: DaemonEnvironment.current(),
+            logDir: settings.logDir, ports: settings.instancePorts, daemonEnvironment: ProcessEnvironment.current(),
             logger: logger,
             loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try ManifestLoader.loadServices(in: servicesDir) },
             notify: { SystemdNotifier.notify($0) }))

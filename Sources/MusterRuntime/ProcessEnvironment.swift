@@ -1,8 +1,9 @@
 import Glibc
 
-/// The daemon's own environment, for services with `inherit_environment = true`.
-enum DaemonEnvironment {
-    static func current() -> [String: String] {
+/// This process's environment as a dictionary (Foundation-free): the daemon's, for services
+/// with `inherit_environment = true`; musterctl's, for `%(ENV_X)s` when importing.
+public enum ProcessEnvironment {
+    public static func current() -> [String: String] {
         var result: [String: String] = [:]
         var cursor = environ
         while let entry = cursor.pointee {
