@@ -82,6 +82,10 @@ public actor Supervisor {
     private var cleanupsInFlight = 0
     /// The last STATUS= line sent, so an unchanged one is not sent again.
     private var lastStatusLine = ""
+    /// False until what an earlier daemon left behind is stopped: until then nothing may start,
+    /// or a new instance could meet an orphan on its port. Commands that arrive meanwhile only
+    /// change intent.
+    private var leftoversCleared = false
 
     public init(specs: [ServiceSpec], dependencies: Dependencies) {
         deps = dependencies
@@ -108,6 +112,7 @@ public actor Supervisor {
     /// Stops what an earlier daemon left in the cgroup tree, then starts every service.
     public func start() async {
         await stopLeftovers()
+        leftoversCleared = true
         emit("daemon-started", message: "musterd started with \(services.count) service(s); cgroups: \(deps.cgroups.mode.rawValue)")
         saveIntents()
         reconcile()
@@ -173,6 +178,10 @@ public actor Supervisor {
 
     /// Closes the gap between desired and actual for every service.
     func reconcile() {
+        guard leftoversCleared else {
+            resumeSatisfiedWaiters()
+            return
+        }
         let now = ContinuousClock.now
         for name in services.keys.sorted() {
             guard var entry = services[name] else { continue }

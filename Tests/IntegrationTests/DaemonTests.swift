@@ -78,6 +78,30 @@ struct DaemonTests {
         }
     }
 
+    @Test func nothingStartsWhileAnEarlierDaemonsInstancesAreStillStopping() async throws {
+        // Takes a second to stop: the next daemon must wait for it before starting anything.
+        let slow = #"command = ["/usr/bin/python3", "-c", "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.5), sys.exit(0)))\nwhile True: time.sleep(1)"]"# + "\n[restart]\nstart_seconds = 0\n[stop]\ntimeout = \"5s\"\n"
+        try await DaemonHarness.with(services: ["slow": slow]) { d in
+            try await d.start()
+            #expect(await eventually { try d.running("slow", count: 1) })
+            let old = try #require(try d.instances("slow").first?.pid)
+            d.killDaemon()
+            try await d.start()
+            // Asked to scale while the orphan is still stopping: intent changes, nothing starts yet.
+            #expect(d.ctl("scale", "slow", "2").code == 0)
+            #expect(await eventually { try d.running("slow", count: 2) })
+            #expect(!alive(old))
+            let events = d.ctl("events", "--json").stdout.split(separator: "\n")
+                .compactMap { try? JSONDecoder().decode(EventRecord.self, from: Data($0.utf8)) }
+            let secondStart = try #require(events.lastIndex { $0.kind == "daemon-started" })
+            let orphan = try #require(events.lastIndex { $0.kind == "orphan-stopped" })
+            #expect(orphan < secondStart)
+            // The ring is the second daemon's own: nothing started before it was done with the orphan.
+            #expect(events[..<secondStart].allSatisfy { $0.kind != "started" })
+            #expect(events[secondStart...].filter { $0.kind == "started" }.count == 2)
+        }
+    }
+
     @Test func aReloadWithABadFileChangesNothingAndSaysWhy() async throws {
         try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
             try await d.start()
