@@ -13,7 +13,6 @@
 #include <string.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -265,8 +264,6 @@ int muster_spawn(const muster_spawn_request *q, muster_spawn_result *r) {
     return 0;
 }
 
-int muster_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
-
 int muster_pidfd_send_signal(int pidfd, int signal) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
 }
@@ -298,13 +295,6 @@ int muster_reap(pid_t pid) {
 
 int muster_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
-int muster_peer_credentials(int socket_fd, muster_ucred *out) {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(socket_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -1;
-    out->pid = cred.pid; out->uid = cred.uid; out->gid = cred.gid;
-    return 0;
-}
 
 void muster_set_thread_name(const char *name) { (void)prctl(PR_SET_NAME, name, 0, 0, 0); }
 

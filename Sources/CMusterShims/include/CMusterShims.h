@@ -57,7 +57,6 @@ typedef struct muster_spawn_result {
 /// already been reaped, so the caller never sees its exit.
 int muster_spawn(const muster_spawn_request *request, muster_spawn_result *result);
 
-int muster_pidfd_open(pid_t pid);
 int muster_pidfd_send_signal(int pidfd, int signal);
 
 /// `waitid(P_PIDFD)`: on success returns 0 and sets `code` (CLD_EXITED, CLD_KILLED, CLD_DUMPED)
@@ -77,13 +76,12 @@ int muster_pipe_cloexec(int fds[2]);
 /// Names the calling thread (15 characters at most), as `top -H` and `ps -L` show it.
 void muster_set_thread_name(const char *name);
 
-/// `struct ucred` as the kernel lays it out for SO_PEERCRED.
+/// `struct ucred` as the kernel lays it out for SO_PEERCRED (read through NIO's
+/// unsafeGetSocketOption on the control socket's connections).
 typedef struct muster_ucred {
     pid_t pid;
     uid_t uid;
     gid_t gid;
 } muster_ucred;
-
-int muster_peer_credentials(int socket_fd, muster_ucred *out);
 
 #endif
