@@ -138,12 +138,6 @@ public enum HostFiles {
         return paths.sorted()
     }
 
-    public static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        let dir = String(path[..<slash])
-        return dir.isEmpty ? "/" : dir
-    }
-
     public static func absolute(_ path: String, relativeTo base: String) -> String {
         if path.hasPrefix("/") { return normalized(path) }
         var root = base

@@ -202,7 +202,7 @@ public struct PM2Importer {
         var result = ImportResult()
         do throws(MigrationError) {
             let text = try HostFiles.read(path)
-            result = importText(text, file: path, directory: HostFiles.directory(of: HostFiles.absolute(path, relativeTo: ".")))
+            result = importText(text, file: path, directory: PathText.directory(of: HostFiles.absolute(path, relativeTo: ".")))
         } catch {
             result.errors.append(error.message)
         }

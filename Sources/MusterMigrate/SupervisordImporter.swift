@@ -32,7 +32,7 @@ public struct SupervisordImporter {
         let absolute = HostFiles.absolute(path, relativeTo: ".")
         guard !seen.contains(absolute) else { throw MigrationError("\(path) includes itself") }
         let text = try HostFiles.read(path)
-        let here = HostFiles.directory(of: absolute)
+        let here = PathText.directory(of: absolute)
         var sections = try INIFile.parse(text, file: path, here: here)
         var included: [INISection] = []
         for section in sections where section.name == "include" {

@@ -169,7 +169,7 @@ public final class Cgroups: Sendable {
             var code = errno
             // The first instance of a service makes the service's folder too.
             if code == ENOENT {
-                try FileSystem.makeDirectories(FileSystem.directory(of: path))
+                try FileSystem.makeDirectories(PathText.directory(of: path))
                 if mkdir(path, 0o755) == 0 { return }
                 code = errno
             }

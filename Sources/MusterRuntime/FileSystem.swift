@@ -1,4 +1,5 @@
 import Glibc
+import MusterCore
 
 /// The few file operations the runtime needs, as thin wrappers over system calls that report the
 /// path and errno. cgroupfs and procfs files are small and read whole.
@@ -61,7 +62,7 @@ public enum FileSystem {
         if fsync(fd) < 0 { let code = errno; close(fd); throw Failure(operation: "fsync", path: temp, errno: code) }
         close(fd)
         if rename(temp, path) < 0 { throw Failure(operation: "rename to", path: path, errno: errno) }
-        let folder = open(directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let folder = open(PathText.directory(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if folder >= 0 { _ = fsync(folder); close(folder) }
     }
 
@@ -100,11 +101,6 @@ public enum FileSystem {
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()
-    }
-
-    public static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 }
 

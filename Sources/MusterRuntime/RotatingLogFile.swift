@@ -1,4 +1,5 @@
 import Glibc
+import MusterCore
 import Synchronization
 
 /// One instance's log file: `<log_dir>/<service>/<index>.log`, rotated by size to `.1` … `.N`.
@@ -84,7 +85,7 @@ final class RotatingLogFile: Sendable {
     }
 
     private func open(_ s: inout State) {
-        try? FileSystem.makeDirectories(FileSystem.directory(of: path))
+        try? FileSystem.makeDirectories(PathText.directory(of: path))
         s.fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard s.fd >= 0 else { return }
         var info = stat()

@@ -479,23 +479,25 @@ public actor Supervisor {
         for (name, index) in resolved {
             guard var entry = services[name] else { continue }
             entry.intent.start(index)
-            let indexes = index.map { [$0] } ?? Array(entry.records.keys.sorted())
-            for i in indexes {
-                guard var record = entry.records[i] else { continue }
-                if InstanceLifecycle.stopRequested(&record, purpose: .restart, timeout: entry.spec.stop.timeout, now: now) {
-                    entry.records[i] = record
-                    signalStop(&entry, index: i)
-                } else {
-                    InstanceLifecycle.startRequested(&record)
-                    entry.records[i] = record
-                }
-            }
+            restartRecords(&entry, index.map { [$0] } ?? Array(entry.records.keys.sorted()), now: now)
             services[name] = entry
         }
         saveIntents()
         reconcile()
         await waitForSettled(resolved)
         return describe(resolved)
+    }
+
+    /// Stop-then-start for each slot: a slot with a process is signalled and comes back once it
+    /// has exited; one without (backoff, fatal, exited, stopped) may start again at once.
+    private func restartRecords(_ entry: inout ServiceEntry, _ indexes: [Int], now: ContinuousClock.Instant) {
+        for index in indexes {
+            guard var record = entry.records[index] else { continue }
+            let signal = InstanceLifecycle.stopRequested(&record, purpose: .restart, timeout: entry.spec.stop.timeout, now: now)
+            if !signal { InstanceLifecycle.startRequested(&record) }
+            entry.records[index] = record
+            if signal { signalStop(&entry, index: index) }
+        }
     }
 
     /// `scale SERVICE N`.
@@ -547,17 +549,8 @@ public actor Supervisor {
         for spec in specs {
             if var entry = services[spec.name], !entry.removing {
                 if plan.changed.contains(spec.name) {
-                    for index in entry.records.keys.sorted() {
-                        var record = entry.records[index]!
-                        // The old processes stop the way the old manifest says.
-                        if InstanceLifecycle.stopRequested(&record, purpose: .restart, timeout: entry.spec.stop.timeout, now: now) {
-                            entry.records[index] = record
-                            signalStop(&entry, index: index)
-                        } else {
-                            InstanceLifecycle.startRequested(&record)
-                            entry.records[index] = record
-                        }
-                    }
+                    // Before the spec is swapped: the old processes stop the way the old manifest says.
+                    restartRecords(&entry, entry.records.keys.sorted(), now: now)
                 }
                 if entry.spec.instances != spec.instances {
                     entry.intent.desired = spec.instances

@@ -51,7 +51,7 @@ struct Musterd: AsyncParsableCommand {
         }
         let logger = Logger(label: "musterd")
 
-        for folder in [settings.stateDir, settings.logDir, FileSystem.directory(of: settings.controlSocket)] {
+        for folder in [settings.stateDir, settings.logDir, PathText.directory(of: settings.controlSocket)] {
             do { try FileSystem.makeDirectories(folder) }
             catch {
                 printError("musterd: \(error)")
