@@ -48,6 +48,19 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
+        // The data plane: SwiftNIO round-robin proxy (tcp glue, HTTP/1.1 with instance pools).
+        .target(
+            name: "MusterProxy",
+            dependencies: [
+                "MusterCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The control API server (Hummingbird over a Unix socket, peer-credential check).
         .target(
             name: "MusterControl",
@@ -92,6 +105,15 @@ let package = Package(
                 "MusterControl", "MusterRuntime", "MusterAPI", "MusterCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(
+            name: "MusterProxyTests",
+            dependencies: [
+                "MusterProxy", "MusterCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "IntegrationTests", dependencies: ["MusterAPI"]),

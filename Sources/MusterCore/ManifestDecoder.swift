@@ -90,11 +90,81 @@ public enum ManifestDecoder {
             reader.finish()
             issues += reader.issues
         }
+        if let proxy = top.subtable("proxy") {
+            var reader = TableReader(file: fileName, table: "proxy", entries: proxy)
+            spec.proxy = decodeProxy(&reader)
+            reader.finish()
+            issues += reader.issues
+        }
+        if let health = top.subtable("health") {
+            var reader = TableReader(file: fileName, table: "health", entries: health)
+            decodeHealth(&reader, into: &spec.health)
+            reader.finish()
+            issues += reader.issues
+        }
         top.finish()
         issues = top.issues + issues
         issues += Placeholders.problems(in: spec, file: fileName)
         if !issues.isEmpty { throw ManifestErrors(issues) }
         return spec
+    }
+
+    private static func decodeProxy(_ reader: inout TableReader) -> ProxySpec? {
+        var spec = ProxySpec(listen: [])
+        if let listen = reader.stringArray("listen", example: "[\"127.0.0.1:8080\"]") {
+            for text in listen {
+                if let address = ListenAddress.parse(text) { spec.listen.append(address) }
+                else { reader.fail("listen", .string(text), "not a host:port (try \"127.0.0.1:8080\" or \"[::1]:8080\")") }
+            }
+            if listen.isEmpty { reader.fail("listen", .array([]), "needs at least one address (try listen = [\"127.0.0.1:8080\"])") }
+            if Set(spec.listen).count != spec.listen.count { reader.fail("listen", nil, "names the same address twice") }
+        } else if reader.value("listen") == nil {
+            reader.fail("listen", nil, "is required: where the proxy accepts connections (try listen = [\"127.0.0.1:8080\"])")
+        }
+        if let mode = reader.string("protocol", example: "\"http\"") {
+            if let value = ProxySpec.Mode(rawValue: mode) { spec.mode = value }
+            else { reader.fail("protocol", .string(mode), "must be http or tcp") }
+        }
+        if let count = reader.integer("max_connections", example: "10000", range: 1...1_000_000) { spec.maxConnections = count }
+        if let value = reader.duration("connect_timeout", example: "\"1s\"") { spec.connectTimeout = value }
+        if let value = reader.duration("idle_timeout", example: "\"60s\"") { spec.idleTimeout = value }
+        if let count = reader.integer("retries", example: "2", range: 0...100) { spec.retries = count }
+        if let value = reader.duration("drain_timeout", example: "\"30s\"") { spec.drainTimeout = value }
+        if let value = reader.duration("queue_timeout", example: "\"10s\"") { spec.queueTimeout = value }
+        for (key, value) in [("connect_timeout", spec.connectTimeout), ("idle_timeout", spec.idleTimeout)] where value == .zero {
+            reader.fail(key, .string("0s"), "must be longer than 0 (try \"1s\")")
+        }
+        return spec
+    }
+
+    private static func decodeHealth(_ reader: inout TableReader, into health: inout HealthSpec) {
+        if let check = reader.string("check", example: "\"http\"") {
+            if let value = HealthSpec.Check(rawValue: check) { health.check = value }
+            else {
+                let near = Suggestions.nearest(to: check, in: HealthSpec.Check.allCases.map(\.rawValue))
+                reader.fail("check", .string(check), "must be none, tcp, http, exec or notify" + (near.map { " (did you mean \"\($0)\"?)" } ?? ""))
+            }
+        }
+        if let path = reader.string("path", example: "\"/healthz\"") {
+            if path.hasPrefix("/") && !path.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" }) { health.path = path }
+            else { reader.fail("path", .string(path), "must be a URL path starting with / (try path = \"/healthz\")") }
+        }
+        if let command = reader.stringArray("command", example: "[\"/usr/local/bin/probe\"]") {
+            if command.first?.hasPrefix("/") == true { health.command = command }
+            else { reader.fail("command", .array(command.map { .string($0) }), "needs an absolute program path first (try command = [\"/usr/local/bin/probe\"])") }
+        }
+        if let value = reader.duration("interval", example: "\"1s\"") {
+            if value > .zero { health.interval = value } else { reader.fail("interval", .string("0s"), "must be longer than 0 (try \"1s\")") }
+        }
+        if let value = reader.duration("timeout", example: "\"1s\"") {
+            if value > .zero { health.timeout = value } else { reader.fail("timeout", .string("0s"), "must be longer than 0 (try \"1s\")") }
+        }
+        if let count = reader.integer("rise", example: "2", range: 1...1000) { health.rise = count }
+        if let count = reader.integer("fall", example: "3", range: 1...1000) { health.fall = count }
+        if let flag = reader.boolean("restart_unhealthy") { health.restartUnhealthy = flag }
+        if health.check == .exec && health.command.isEmpty {
+            reader.fail("command", nil, "is required with check = \"exec\" (try command = [\"/usr/local/bin/probe\"])")
+        }
     }
 
     private static func decodeRestart(_ reader: inout TableReader, into restart: inout RestartSpec) {

@@ -13,6 +13,9 @@ public struct ServiceSpec: Sendable, Equatable {
     public var stop: StopSpec
     public var resources: ResourceLimits
     public var logs: LogSpec
+    /// The listener in front of the instances; nil when the service has none.
+    public var proxy: ProxySpec?
+    public var health: HealthSpec = .init()
     /// The file this came from; not part of what makes two specs equal.
     public var sourcePath: String
 
@@ -49,6 +52,7 @@ public struct ServiceSpec: Sendable, Equatable {
             && group == other.group && environment == other.environment
             && inheritEnvironment == other.inheritEnvironment && instances == other.instances
             && restart == other.restart && stop == other.stop && resources == other.resources && logs == other.logs
+            && proxy == other.proxy && health == other.health
     }
 
     /// Equal in everything but the instance count: such a change scales instead of restarting.

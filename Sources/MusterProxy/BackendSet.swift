@@ -1,0 +1,112 @@
+import Atomics
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The ready instances of one service, and the round-robin cursor over them.
+///
+/// The supervisor replaces the whole list when readiness changes (`setReady`); the data plane only
+/// reads it (`next`). Requests that find nothing ready wait here (`waitForReady`) until an instance
+/// becomes ready or their `queue_timeout` ends; their number is load for the autoscaler.
+public final class BackendSet: Sendable {
+    private struct Waiter {
+        let promise: EventLoopPromise<Backend>
+        let timeout: Scheduled<Void>
+    }
+
+    private struct State {
+        var ready: [Backend] = []
+        var waiters: [Int: Waiter] = [:]
+        var nextWaiterID = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let cursor = ManagedAtomic<Int>(0)
+    /// Requests (http) or connections (tcp) waiting for a ready instance right now.
+    public let queued = ManagedAtomic<Int>(0)
+
+    public init() {}
+
+    /// The instances in rotation, in index order.
+    public var ready: [Backend] { state.withLockedValue { $0.ready } }
+
+    /// Replaces the rotation. Waiting requests are handed out round robin over the new list.
+    public func setReady(_ backends: [Backend]) {
+        let released: [Waiter] = state.withLockedValue { state in
+            state.ready = backends.sorted { $0.index < $1.index }
+            guard !backends.isEmpty else { return [] }
+            let waiters = Array(state.waiters.values)
+            state.waiters.removeAll()
+            return waiters
+        }
+        for waiter in released {
+            waiter.timeout.cancel()
+            queued.wrappingDecrement(ordering: .relaxed)
+            if let backend = next() { waiter.promise.succeed(backend) }
+            else { waiter.promise.fail(ProxyError.noReadyInstance) }
+        }
+    }
+
+    /// The next ready instance in round-robin order, skipping `excluded` (instances this request
+    /// already failed on); nil when none is left.
+    public func next(excluding excluded: [Backend] = []) -> Backend? {
+        let ready = state.withLockedValue { $0.ready }
+        guard !ready.isEmpty else { return nil }
+        let start = cursor.loadThenWrappingIncrement(ordering: .relaxed)
+        for offset in 0..<ready.count {
+            let candidate = ready[(start &+ offset) % ready.count]
+            if !excluded.contains(where: { $0 === candidate }) { return candidate }
+        }
+        return nil
+    }
+
+    /// A ready instance now, or the first to become ready within `timeout`; fails with
+    /// `ProxyError.queueTimeout` after that.
+    public func waitForReady(on eventLoop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<Backend> {
+        if let backend = next() { return eventLoop.makeSucceededFuture(backend) }
+        let promise = eventLoop.makePromise(of: Backend.self)
+        let registered: Bool = state.withLockedValue { state in
+            guard state.ready.isEmpty else { return false }
+            let id = state.nextWaiterID
+            state.nextWaiterID += 1
+            let timeoutTask = eventLoop.scheduleTask(in: timeout) { [weak self] in
+                guard let self else { return }
+                let expired = self.state.withLockedValue { $0.waiters.removeValue(forKey: id) }
+                if let expired {
+                    self.queued.wrappingDecrement(ordering: .relaxed)
+                    expired.promise.fail(ProxyError.queueTimeout)
+                }
+            }
+            state.waiters[id] = Waiter(promise: promise, timeout: timeoutTask)
+            return true
+        }
+        if registered {
+            queued.wrappingIncrement(ordering: .relaxed)
+            return promise.futureResult
+        }
+        // An instance became ready between the first look and taking the lock.
+        if let backend = next() { promise.succeed(backend) } else { promise.fail(ProxyError.noReadyInstance) }
+        return promise.futureResult
+    }
+
+    /// Fails every waiting request (the proxy is closing).
+    public func failWaiters(_ error: ProxyError) {
+        let waiters = state.withLockedValue { state in
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters {
+            waiter.timeout.cancel()
+            queued.wrappingDecrement(ordering: .relaxed)
+            waiter.promise.fail(error)
+        }
+    }
+}
+
+public enum ProxyError: Error, Sendable, Equatable {
+    /// No instance became ready within `queue_timeout`.
+    case queueTimeout
+    /// The rotation emptied again before a waiting request was handed an instance.
+    case noReadyInstance
+    /// The proxy is shutting down.
+    case closing
+}
