@@ -42,7 +42,9 @@ let package = Package(
         .target(
             name: "MusterRuntime",
             dependencies: [
-                "MusterCore", "MusterAPI", "CMusterShims",
+                "MusterCore", "MusterAPI", "CMusterShims", "MusterProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Atomics", package: "swift-atomics"),
@@ -79,6 +81,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -116,6 +119,6 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "IntegrationTests", dependencies: ["MusterAPI"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["MusterAPI"], exclude: ["Fixtures"]),
     ]
 )

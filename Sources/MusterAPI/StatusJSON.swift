@@ -27,9 +27,30 @@ extension StatusResponse {
                 out.raw(",\"cpu_percent\":"); out.number(row.cpuPercent)
                 out.raw(",\"memory_bytes\":"); out.unsigned(row.memoryBytes)
                 out.raw(",\"user\":"); out.string(row.user)
+                out.raw(",\"ready\":"); out.raw(row.ready ? "true" : "false")
+                out.raw(",\"health\":"); out.string(row.health)
+                out.raw(",\"connections\":"); out.integer(row.connections)
+                out.raw(",\"rps\":"); out.number(row.rps)
                 out.raw("}")
             }
             out.raw("],\"source\":"); out.string(service.source)
+            out.raw(",\"proxy\":")
+            if let proxy = service.proxy {
+                out.raw("{\"listen\":[")
+                for (k, address) in proxy.listen.enumerated() {
+                    if k > 0 { out.raw(",") }
+                    out.string(address)
+                }
+                out.raw("],\"protocol\":"); out.string(proxy.protocol)
+                out.raw(",\"open_connections\":"); out.integer(proxy.openConnections)
+                out.raw(",\"queued\":"); out.integer(proxy.queued)
+                out.raw(",\"requests_total\":"); out.integer(proxy.requestsTotal)
+                out.raw(",\"rps\":"); out.number(proxy.rps)
+                out.raw(",\"error\":"); out.string(proxy.error)
+                out.raw("}")
+            } else {
+                out.raw("null")
+            }
             out.raw("}")
         }
         out.raw("]}\n")

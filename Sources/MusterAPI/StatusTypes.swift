@@ -13,11 +13,14 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
     public var started: Bool
     public var instances: [InstanceStatus]
     public var source: String
+    /// The service's proxy listener; nil when it has no `[proxy]`.
+    public var proxy: ProxyStatus?
 
-    public init(name: String, desired: Int, started: Bool, instances: [InstanceStatus], source: String) {
+    public init(name: String, desired: Int, started: Bool, instances: [InstanceStatus], source: String, proxy: ProxyStatus? = nil) {
         self.name = name
         self.desired = desired
         self.started = started
+        self.proxy = proxy
         self.instances = instances
         self.source = source
     }
@@ -39,9 +42,18 @@ public struct InstanceStatus: Codable, Sendable, Equatable {
     public var cpuPercent: Double?
     public var memoryBytes: UInt64?
     public var user: String
+    /// In the proxy's rotation (its readiness check passed, or it is running without a check).
+    public var ready: Bool = false
+    /// The last readiness check: "ok", "HTTP 503", "connection refused", …; null before the first
+    /// or without a check.
+    public var health: String?
+    /// Requests (http) or connections (tcp) the proxy has open to it now; null without a proxy.
+    public var connections: Int?
+    /// Requests (or connections) per second through the proxy, over the last second or more.
+    public var rps: Double?
 
     enum CodingKeys: String, CodingKey {
-        case id, index, state, pid, port, restarts, cgroup, reason, user
+        case id, index, state, pid, port, restarts, cgroup, reason, user, ready, health, connections, rps
         case uptimeSeconds = "uptime_seconds"
         case cpuSeconds = "cpu_seconds"
         case cpuPercent = "cpu_percent"
@@ -82,5 +94,75 @@ public struct InstanceStatus: Codable, Sendable, Equatable {
         try c.encode(cpuPercent, forKey: .cpuPercent)
         try c.encode(memoryBytes, forKey: .memoryBytes)
         try c.encode(user, forKey: .user)
+        try c.encode(ready, forKey: .ready)
+        try c.encode(health, forKey: .health)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(rps, forKey: .rps)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        index = try c.decode(Int.self, forKey: .index)
+        state = try c.decode(String.self, forKey: .state)
+        pid = try c.decodeIfPresent(Int32.self, forKey: .pid)
+        port = try c.decodeIfPresent(Int.self, forKey: .port)
+        restarts = try c.decode(Int.self, forKey: .restarts)
+        uptimeSeconds = try c.decodeIfPresent(Double.self, forKey: .uptimeSeconds)
+        cgroup = try c.decodeIfPresent(String.self, forKey: .cgroup)
+        reason = try c.decodeIfPresent(String.self, forKey: .reason)
+        cpuSeconds = try c.decodeIfPresent(Double.self, forKey: .cpuSeconds)
+        cpuPercent = try c.decodeIfPresent(Double.self, forKey: .cpuPercent)
+        memoryBytes = try c.decodeIfPresent(UInt64.self, forKey: .memoryBytes)
+        user = try c.decode(String.self, forKey: .user)
+        ready = try c.decodeIfPresent(Bool.self, forKey: .ready) ?? false
+        health = try c.decodeIfPresent(String.self, forKey: .health)
+        connections = try c.decodeIfPresent(Int.self, forKey: .connections)
+        rps = try c.decodeIfPresent(Double.self, forKey: .rps)
+    }
+}
+
+/// One service's proxy as `status` shows it.
+public struct ProxyStatus: Codable, Sendable, Equatable {
+    /// The addresses listened on.
+    public var listen: [String]
+    /// "http" or "tcp".
+    public var `protocol`: String
+    /// Client connections open now.
+    public var openConnections: Int
+    /// Requests (or connections) waiting for a ready instance now.
+    public var queued: Int
+    /// Requests (http) or connections (tcp) handled since musterd started.
+    public var requestsTotal: Int
+    /// Over the last second or more.
+    public var rps: Double
+    /// Why a listen address is not bound, when it is not; null when all are.
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case listen, `protocol`, queued, rps, error
+        case openConnections = "open_connections"
+        case requestsTotal = "requests_total"
+    }
+
+    public init(listen: [String], protocol: String, openConnections: Int, queued: Int, requestsTotal: Int, rps: Double, error: String?) {
+        self.listen = listen
+        self.protocol = `protocol`
+        self.openConnections = openConnections
+        self.queued = queued
+        self.requestsTotal = requestsTotal
+        self.rps = rps
+        self.error = error
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(listen, forKey: .listen)
+        try c.encode(`protocol`, forKey: .protocol)
+        try c.encode(openConnections, forKey: .openConnections)
+        try c.encode(queued, forKey: .queued)
+        try c.encode(requestsTotal, forKey: .requestsTotal)
+        try c.encode(rps, forKey: .rps)
+        try c.encode(error, forKey: .error)
     }
 }

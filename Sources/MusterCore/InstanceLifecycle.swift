@@ -11,6 +11,9 @@ public enum InstanceLifecycle {
         record.stopPurpose = nil
         record.killSent = false
         record.reason = nil
+        record.ready = false
+        record.draining = false
+        record.health = nil
         if spec.startSeconds <= 0 {
             becomeRunning(&record, now: now)
         } else {
@@ -49,6 +52,7 @@ public enum InstanceLifecycle {
         switch record.state {
         case .starting, .running:
             record.state = .stopping
+            record.ready = false
             record.stopPurpose = purpose
             record.deadline = now + timeout
             return true
@@ -84,6 +88,8 @@ public enum InstanceLifecycle {
                               spec: RestartSpec, now: ContinuousClock.Instant, jitter: Double) {
         record.pid = nil
         record.lastExit = status
+        record.ready = false
+        record.draining = false
         let what = reason ?? status.description
         switch record.state {
         case .stopping:

@@ -50,6 +50,13 @@ public struct InstanceRecord: Sendable, Equatable {
     public var killSent: Bool = false
     public var reason: String?
     public var lastExit: ExitStatus?
+    /// In the proxy's rotation: its readiness check passed `rise` times (or, without a check, it
+    /// reached running). Only a starting or running instance can be ready.
+    public var ready: Bool = false
+    /// Stopping, out of the rotation, its in-flight requests finishing; the stop signal follows.
+    public var draining: Bool = false
+    /// The current process's readiness from its `[health]` check; nil without a check.
+    public var health: HealthTracker?
 
     public init(index: Int, state: InstanceState = .stopped) {
         self.index = index

@@ -28,6 +28,13 @@ public struct PortAllocator: Sendable {
         return nil
     }
 
+    /// Moves a port to a new owner: a process being replaced keeps its port under another name
+    /// while its slot allocates a fresh one for the replacement.
+    public mutating func transfer(from owner: String, to newOwner: String) {
+        guard let port = byOwner.removeValue(forKey: owner) else { return }
+        byOwner[newOwner] = port
+    }
+
     public mutating func release(_ owner: String) {
         if let port = byOwner.removeValue(forKey: owner) { taken.remove(port) }
     }

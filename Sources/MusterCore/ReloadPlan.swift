@@ -18,6 +18,8 @@ public struct ReloadPlan: Sendable, Equatable {
     public var changed: [String] = []
     /// Only `instances` changed: scale without restarting the others.
     public var rescaled: [Rescale] = []
+    /// The `[proxy]` or `[health]` table changed: applied to the running instances, no restart.
+    public var reconfigured: [String] = []
     public var unchanged: [String] = []
 
     public init(current: [ServiceSpec], next: [ServiceSpec]) {
@@ -25,12 +27,13 @@ public struct ReloadPlan: Sendable, Equatable {
         let new = Dictionary(next.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for name in new.keys.sorted() {
             guard let before = old[name], let after = new[name] else { added.append(name); continue }
-            if before == after { unchanged.append(name) }
-            else if after.differsOnlyInInstances(from: before) { rescaled.append(.init(name: name, from: before.instances, to: after.instances)) }
-            else { changed.append(name) }
+            if before == after { unchanged.append(name); continue }
+            if after.needsRestart(comparedTo: before) { changed.append(name); continue }
+            if before.instances != after.instances { rescaled.append(.init(name: name, from: before.instances, to: after.instances)) }
+            if before.proxy != after.proxy || before.health != after.health { reconfigured.append(name) }
         }
         removed = old.keys.filter { new[$0] == nil }.sorted()
     }
 
-    public var isEmpty: Bool { added.isEmpty && removed.isEmpty && changed.isEmpty && rescaled.isEmpty }
+    public var isEmpty: Bool { added.isEmpty && removed.isEmpty && changed.isEmpty && rescaled.isEmpty && reconfigured.isEmpty }
 }

@@ -55,6 +55,16 @@ public struct ServiceSpec: Sendable, Equatable {
             && proxy == other.proxy && health == other.health
     }
 
+    /// Differs in what its processes are started with: only a restart applies such a change.
+    /// The instance count, the proxy and the health check apply to running processes.
+    public func needsRestart(comparedTo other: ServiceSpec) -> Bool {
+        var copy = other
+        copy.instances = instances
+        copy.proxy = proxy
+        copy.health = health
+        return copy != self
+    }
+
     /// Equal in everything but the instance count: such a change scales instead of restarting.
     public func differsOnlyInInstances(from other: ServiceSpec) -> Bool {
         var copy = other

@@ -27,20 +27,26 @@ public final class ServiceProxy: Sendable {
         listeners.withLockedValue { $0.compactMapValues { $0.localAddress } }
     }
 
-    /// Applies `spec`: binds the addresses not yet listened on, closes the ones no longer named,
-    /// keeps the rest open (a reload never drops a listener it keeps). Settings apply to
-    /// connections accepted from now on. Throws `ProxyBindError` for the first address that
-    /// cannot be bound; the addresses bound before it stay bound.
+    /// Applies `spec`: binds the addresses not yet listened on, then closes the ones no longer
+    /// named, and keeps the rest open (a reload never drops a listener it keeps). Settings apply
+    /// to connections accepted from now on. When an address cannot be bound, the ones this call
+    /// bound are closed again and `ProxyBindError` is thrown: the proxy is as it was.
     public func apply(_ spec: ProxySpec, inherited: [ListenAddress: CInt] = [:]) async throws {
-        context.settings = ProxySettings(spec)
         let current = listeners.withLockedValue { Array($0.keys) }
+        var bound: [ListenAddress: any Channel] = [:]
+        for address in spec.listen where !current.contains(address) {
+            do {
+                bound[address] = try await bind(address, inheritedSocket: inherited[address])
+            } catch {
+                for channel in bound.values { try? await channel.close() }
+                throw error
+            }
+        }
+        context.settings = ProxySettings(spec)
+        listeners.withLockedValue { $0.merge(bound) { _, new in new } }
         for address in current where !spec.listen.contains(address) {
             let channel = listeners.withLockedValue { $0.removeValue(forKey: address) }
             try? await channel?.close()
-        }
-        for address in spec.listen where !current.contains(address) {
-            let channel = try await bind(address, inheritedSocket: inherited[address])
-            listeners.withLockedValue { $0[address] = channel }
         }
     }
 

@@ -25,6 +25,7 @@ public enum ManifestLoader {
         var specs: [ServiceSpec] = []
         var issues: [ManifestIssue] = []
         var seen: [String: String] = [:]
+        var listeners: [ListenAddress: String] = [:]
         for path in files {
             let name = PathText.fileName(of: path)
             do throws(ManifestErrors) {
@@ -37,6 +38,13 @@ public enum ManifestLoader {
                 if let other = seen[spec.name] {
                     throw ManifestErrors([ManifestIssue(file: name, key: "name", value: "\"\(spec.name)\"",
                                                         message: "already used by \(other); service names must be unique")])
+                }
+                for address in spec.proxy?.listen ?? [] {
+                    if let other = listeners[address] {
+                        throw ManifestErrors([ManifestIssue(file: name, table: "proxy", key: "listen", value: "\"\(address)\"",
+                                                            message: "already the listener of \(other); each address belongs to one service")])
+                    }
+                    listeners[address] = name
                 }
                 seen[spec.name] = name
                 specs.append(spec)

@@ -2,6 +2,9 @@ import Glibc
 import Logging
 import MusterAPI
 import MusterCore
+import MusterProxy
+import NIOCore
+import NIOPosix
 
 /// The one owner of process state. Every event (a command, an exit, a timer, a reload) changes
 /// desired or actual state and ends in `reconcile()`, which asks the pure planner what to start,
@@ -24,13 +27,20 @@ public actor Supervisor {
         /// Tells the service manager (sd_notify) how things stand: "STATUS=…", "RELOADING=1",
         /// "READY=1", "STOPPING=1". A no-op outside systemd.
         public var notify: @Sendable (String) -> Void
+        /// Where the proxies' listeners and connections run.
+        public var eventLoopGroup: any EventLoopGroup
+        /// Where instances with `check = "notify"` get their NOTIFY_SOCKET (kept short: a socket
+        /// path holds 107 bytes).
+        public var notifyDir: String
 
         public init(cgroups: Cgroups, reaper: Reaper, logs: LogPump, journal: EventJournal, store: StateStore?,
                     logDir: String, ports: ClosedRange<Int>, daemonEnvironment: [String: String], logger: Logger,
                     loadManifests: @escaping @Sendable () throws(ManifestErrors) -> [ServiceSpec],
                     portIsFree: @escaping @Sendable (Int) -> Bool = PortProbe.isFree,
                     jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-                    notify: @escaping @Sendable (String) -> Void = { _ in }) {
+                    notify: @escaping @Sendable (String) -> Void = { _ in },
+                    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                    notifyDir: String = "/run/muster/notify") {
             self.cgroups = cgroups
             self.reaper = reaper
             self.logs = logs
@@ -44,6 +54,8 @@ public actor Supervisor {
             self.portIsFree = portIsFree
             self.jitter = jitter
             self.notify = notify
+            self.eventLoopGroup = eventLoopGroup
+            self.notifyDir = notifyDir
         }
     }
 
@@ -53,6 +65,12 @@ public actor Supervisor {
         var handle: ProcessHandle
         var cgroup: InstanceCgroup?
         var usage: UsageReader?
+        var port: Int
+        /// The instance as the proxy sees it; nil when the service has no proxy.
+        var backend: Backend?
+        /// Probes its health or reads its notify socket; cancelled when the process ends.
+        var readinessTask: Task<Void, Never>?
+        var notifySocket: NotifySocket?
     }
 
     struct ServiceEntry {
@@ -62,6 +80,11 @@ public actor Supervisor {
         var live: [Int: LiveInstance] = [:]
         /// Removed by a reload: stop everything, then forget the service.
         var removing = false
+        /// Processes replaced by a rolling restart: serving until their successor is ready, then
+        /// drained and stopped. They hold no slot.
+        var retiring: [RetiringInstance] = []
+        /// The rotation last handed to the proxy, to publish only changes.
+        var published: [ObjectIdentifier] = []
     }
 
     private struct Waiter {
@@ -71,10 +94,18 @@ public actor Supervisor {
     }
 
     let deps: Dependencies
-    private var logger: Logger { deps.logger }
-    private var services: [String: ServiceEntry] = [:]
-    private var ports: PortAllocator
-    private var shuttingDown = false
+    var logger: Logger { deps.logger }
+    var services: [String: ServiceEntry] = [:]
+    var ports: PortAllocator
+    var shuttingDown = false
+    /// One per service with a `[proxy]`; listeners stay open across reloads.
+    var proxies: [String: ServiceProxy] = [:]
+    /// Why a service's listener is not open, for `status`.
+    var proxyErrors: [String: String] = [:]
+    var listenersBound = false
+    var rates = RateMeter<ObjectIdentifier>()
+    /// Requests through instances that have ended, per service, so totals never go backwards.
+    var endedRequests: [String: Int] = [:]
     private var wakeTask: Task<Void, Never>?
     private var wakeAt: ContinuousClock.Instant?
     private var waiters: [Waiter] = []
@@ -111,6 +142,7 @@ public actor Supervisor {
 
     /// Stops what an earlier daemon left in the cgroup tree, then starts every service.
     public func start() async {
+        await bindListeners()
         await stopLeftovers()
         leftoversCleared = true
         emit("daemon-started", message: "musterd started with \(services.count) service(s); cgroups: \(deps.cgroups.mode.rawValue)")
@@ -160,6 +192,7 @@ public actor Supervisor {
         shuttingDown = true
         deps.notify("STOPPING=1")
         emit("shutdown", message: "stopping all instances")
+        for proxy in proxies.values { await proxy.close() }
         reconcile()
         await waitUntil(timeout: nil) { $0.isIdle }
         wakeTask?.cancel()
@@ -171,7 +204,7 @@ public actor Supervisor {
 
     /// No process of any instance is left, and every cgroup is cleaned up.
     var isIdle: Bool {
-        cleanupsInFlight == 0 && services.values.allSatisfy { $0.live.isEmpty }
+        cleanupsInFlight == 0 && services.values.allSatisfy { $0.live.isEmpty && $0.retiring.isEmpty }
     }
 
     // MARK: Reconcile
@@ -194,13 +227,17 @@ public actor Supervisor {
             for action in plan.actions {
                 switch action {
                 case .spawn(let index): spawn(&entry, index: index, now: now)
-                case .signalStop(let index): signalStop(&entry, index: index)
+                case .signalStop(let index): signalStop(&entry, index: index, now: now)
                 case .killGroup(let index): killGroup(&entry, index: index)
                 }
             }
+            Readiness.update(&entry.records, health: entry.spec.health)
+            reconcileRetiring(&entry, now: now)
+            publishRotation(&entry)
             for index in before.keys where entry.records[index] == nil { ports.release("\(name):\(index)") }
-            if entry.removing, entry.records.isEmpty, entry.live.isEmpty {
+            if entry.removing, entry.records.isEmpty, entry.live.isEmpty, entry.retiring.isEmpty {
                 services[name] = nil
+                closeProxy(name)
                 deps.cgroups.removeService(name)
                 emit("removed", service: name, message: "service removed")
                 continue
@@ -241,7 +278,7 @@ public actor Supervisor {
     }
 
     private func scheduleWake() {
-        let next = services.values.flatMap { $0.records.values.compactMap(\.deadline) }.min()
+        let next = services.values.flatMap { $0.records.values.compactMap(\.deadline) + $0.retiring.compactMap(\.record.deadline) }.min()
         guard next != wakeAt else { return }
         wakeTask?.cancel()
         wakeAt = next
@@ -260,7 +297,7 @@ public actor Supervisor {
 
     // MARK: Actions
 
-    private func spawn(_ entry: inout ServiceEntry, index: Int, now: ContinuousClock.Instant) {
+    func spawn(_ entry: inout ServiceEntry, index: Int, now: ContinuousClock.Instant) {
         let spec = entry.spec
         var record = entry.records[index] ?? InstanceRecord(index: index)
         let id = "\(spec.name):\(index)"
@@ -304,7 +341,20 @@ public actor Supervisor {
                 failure = ("cannot open log pipes: \(error)", false)
                 break launch
             }
-            let request = LaunchRequest(program: program, argv: plan.argv, environment: plan.environment, directory: plan.directory,
+            var environment = plan.environment
+            var notifySocket: NotifySocket?
+            if spec.health.check == .notify {
+                do {
+                    notifySocket = try openNotifySocket(service: spec.name, index: index, generation: record.generation + 1, owner: credentials)
+                    environment.append("NOTIFY_SOCKET=\(notifySocket!.path)")
+                } catch {
+                    pipes.closeWriteEnds()
+                    if let cgroup { deps.cgroups.remove(cgroup) }
+                    failure = (error.description, false)
+                    break launch
+                }
+            }
+            let request = LaunchRequest(program: program, argv: plan.argv, environment: environment, directory: plan.directory,
                                         credentials: credentials, stdoutFD: pipes.stdoutWrite, stderrFD: pipes.stderrWrite,
                                         cgroup: cgroup, v1ProcsPaths: cgroup.map(deps.cgroups.v1ProcsPaths) ?? [])
             let generation = record.generation + 1
@@ -319,8 +369,15 @@ public actor Supervisor {
                 }
                 pipes.closeWriteEnds()
                 InstanceLifecycle.spawned(&record, pid: handle.pid, spec: spec.restart, now: now)
+                if spec.health.check != .none {
+                    record.health = HealthTracker(spec: spec.health, startedAt: now, grace: .seconds(spec.restart.startSeconds))
+                }
+                let readinessTask = watchReadiness(service: name, index: index, generation: record.generation, spec: spec, port: port,
+                                                   environment: environment, credentials: credentials, notifySocket: notifySocket)
                 entry.live[index] = LiveInstance(generation: record.generation, handle: handle, cgroup: cgroup,
-                                                 usage: cgroup.map { deps.cgroups.usageReader($0, pid: handle.pid, startedAt: now) })
+                                                 usage: cgroup.map { deps.cgroups.usageReader($0, pid: handle.pid, startedAt: now) },
+                                                 port: port, backend: spec.proxy == nil ? nil : Self.backend(service: name, index: index, generation: record.generation, port: port),
+                                                 readinessTask: readinessTask, notifySocket: notifySocket)
                 entry.records[index] = record
                 emit("started", service: name, index: index,
                      message: "started pid \(handle.pid) on port \(port)" + (record.state == .starting ? ", starting for \(DurationText.format(.seconds(spec.restart.startSeconds)))" : ""),
@@ -328,6 +385,7 @@ public actor Supervisor {
                 return
             } catch {
                 pipes.closeWriteEnds()
+                notifySocket?.close()
                 if let cgroup { deps.cgroups.remove(cgroup) }
                 failure = (error.description, false)
             }
@@ -344,7 +402,23 @@ public actor Supervisor {
         announce(record, service: spec.name, now: now)
     }
 
-    private func signalStop(_ entry: inout ServiceEntry, index: Int) {
+    /// Sends the stop signal, unless the instance was serving through the proxy: then it drains
+    /// first (out of the rotation, in-flight work finishing) and `drainFinished` sends the signal.
+    func signalStop(_ entry: inout ServiceEntry, index: Int, now: ContinuousClock.Instant) {
+        guard let live = entry.live[index] else { return }
+        if let backend = live.backend, let proxy = entry.spec.proxy, entry.published.contains(ObjectIdentifier(backend)),
+           proxy.drainTimeout > .zero, var record = entry.records[index] {
+            record.draining = true
+            record.deadline = now + proxy.drainTimeout + entry.spec.stop.timeout
+            entry.records[index] = record
+            publishRotation(&entry)
+            startDrain(service: entry.spec.name, backend: backend, generation: live.generation, timeout: proxy.drainTimeout)
+            return
+        }
+        sendStopSignal(entry, index: index)
+    }
+
+    func sendStopSignal(_ entry: ServiceEntry, index: Int) {
         guard let live = entry.live[index] else { return }
         let signal = entry.spec.stop.signal
         live.handle.signal(signal)
@@ -353,7 +427,7 @@ public actor Supervisor {
              pid: live.handle.pid)
     }
 
-    private func killGroup(_ entry: inout ServiceEntry, index: Int) {
+    func killGroup(_ entry: inout ServiceEntry, index: Int) {
         guard let live = entry.live[index] else { return }
         if let cgroup = live.cgroup { deps.cgroups.kill(cgroup) }
         else { Glibc.kill(-live.handle.pid, SIGKILL); live.handle.signal(SIGKILL) }
@@ -363,10 +437,16 @@ public actor Supervisor {
 
     /// An exit report from the reaper.
     func processExited(service: String, index: Int, generation: Int, status: ExitStatus) {
-        guard var entry = services[service], let live = entry.live[index], live.generation == generation,
-              var record = entry.records[index] else { return }
+        guard var entry = services[service] else { return }
+        guard let live = entry.live[index], live.generation == generation, var record = entry.records[index] else {
+            retiredExited(&entry, generation: generation, status: status)
+            services[service] = entry
+            reconcile()
+            return
+        }
         let now = ContinuousClock.now
         entry.live[index] = nil
+        if let backend = live.backend { endedRequests[service, default: 0] += backend.counters.requestsTotal }
         var reason: String?
         if let cgroup = live.cgroup, case .killed(SIGKILL, _) = status, deps.cgroups.oomKills(cgroup) > 0 {
             let limit = entry.spec.resources.memoryMax.map { " (memory_max \(ByteSize.format($0)))" } ?? ""
@@ -409,7 +489,9 @@ public actor Supervisor {
 
     /// After the main process ends, whatever it left in its cgroup (double-forked children) is
     /// killed and the group removed; shutdown waits for this.
-    private func cleanUp(_ live: LiveInstance, service: String) {
+    func cleanUp(_ live: LiveInstance, service: String) {
+        live.readinessTask?.cancel()
+        live.notifySocket?.close()
         cleanupsInFlight += 1
         let cgroups = deps.cgroups
         let reaper = deps.reaper
@@ -476,27 +558,33 @@ public actor Supervisor {
         try refuseWhileShuttingDown()
         let resolved = try resolve(targets)
         let now = ContinuousClock.now
+        var rolling: [(String, [Int])] = []
         for (name, index) in resolved {
             guard var entry = services[name] else { continue }
             entry.intent.start(index)
-            restartRecords(&entry, index.map { [$0] } ?? Array(entry.records.keys.sorted()), now: now)
+            let indexes = index.map { [$0] } ?? Array(entry.records.keys.sorted())
+            if entry.spec.proxy != nil { rolling.append((name, indexes)) }
+            else { restartRecords(&entry, indexes, now: now) }
             services[name] = entry
         }
         saveIntents()
         reconcile()
+        await withTaskGroup(of: Void.self) { group in
+            for (name, indexes) in rolling { group.addTask { await self.rollingRestart(name, indexes: indexes) } }
+        }
         await waitForSettled(resolved)
         return describe(resolved)
     }
 
     /// Stop-then-start for each slot: a slot with a process is signalled and comes back once it
     /// has exited; one without (backoff, fatal, exited, stopped) may start again at once.
-    private func restartRecords(_ entry: inout ServiceEntry, _ indexes: [Int], now: ContinuousClock.Instant) {
+    func restartRecords(_ entry: inout ServiceEntry, _ indexes: [Int], now: ContinuousClock.Instant) {
         for index in indexes {
             guard var record = entry.records[index] else { continue }
             let signal = InstanceLifecycle.stopRequested(&record, purpose: .restart, timeout: entry.spec.stop.timeout, now: now)
             if !signal { InstanceLifecycle.startRequested(&record) }
             entry.records[index] = record
-            if signal { signalStop(&entry, index: index) }
+            if signal { signalStop(&entry, index: index, now: now) }
         }
     }
 
@@ -530,7 +618,7 @@ public actor Supervisor {
     }
 
     /// `reload [--dry-run]`: validates every manifest first; applies nothing if any is invalid.
-    public func reload(dryRun: Bool) throws(ControlError) -> (plan: ReloadPlan, applied: Bool) {
+    public func reload(dryRun: Bool) async throws(ControlError) -> (plan: ReloadPlan, applied: Bool) {
         try refuseWhileShuttingDown()
         let specs: [ServiceSpec]
         do { specs = try deps.loadManifests() }
@@ -545,12 +633,17 @@ public actor Supervisor {
         guard !dryRun else { return (plan, false) }
         deps.notify("RELOADING=1")
         defer { deps.notify("READY=1") }
+        // Listeners first: an address that cannot be bound refuses the whole reload, unchanged.
+        try await applyProxies(specs)
         let now = ContinuousClock.now
+        var rolling: [(String, [Int])] = []
         for spec in specs {
             if var entry = services[spec.name], !entry.removing {
                 if plan.changed.contains(spec.name) {
                     // Before the spec is swapped: the old processes stop the way the old manifest says.
-                    restartRecords(&entry, entry.records.keys.sorted(), now: now)
+                    // Behind a proxy the restart is rolling, so the service keeps serving.
+                    if spec.proxy != nil && entry.spec.proxy != nil { rolling.append((spec.name, entry.records.keys.sorted())) }
+                    else { restartRecords(&entry, entry.records.keys.sorted(), now: now) }
                 }
                 if entry.spec.instances != spec.instances {
                     entry.intent.desired = spec.instances
@@ -574,14 +667,17 @@ public actor Supervisor {
         if !plan.removed.isEmpty { summary.append("removed \(plan.removed.joined(separator: ", "))") }
         if !plan.changed.isEmpty { summary.append("restarting changed \(plan.changed.joined(separator: ", "))") }
         for r in plan.rescaled { summary.append("\(r.name): \(r.from) → \(r.to) instances") }
+        if !plan.reconfigured.isEmpty { summary.append("proxy or health check changed for \(plan.reconfigured.joined(separator: ", "))") }
         emit("reloaded", message: summary.isEmpty ? "reloaded; nothing changed" : "reloaded: " + summary.joined(separator: "; "))
         reconcile()
+        for (name, indexes) in rolling { Task { await self.rollingRestart(name, indexes: indexes) } }
         return (plan, true)
     }
 
     // MARK: Queries
 
     public func status(_ names: [String] = []) throws(ControlError) -> StatusResponse {
+        defer { forgetRatesOfEndedInstances() }
         for name in names where services[name] == nil { throw notFound(name) }
         let now = ContinuousClock.now
         var result: [ServiceStatus] = []
@@ -599,9 +695,17 @@ public actor Supervisor {
                     cgroup: live?.cgroup?.displayPath, reason: record.reason, cpuSeconds: usage.cpuSeconds,
                     cpuPercent: usage.cpuPercent, memoryBytes: usage.memoryBytes,
                     user: entry.spec.user ?? Accounts.currentUserName))
+                rows[rows.count - 1].ready = record.ready
+                rows[rows.count - 1].health = record.health?.lastResult?.message
+                if entry.spec.proxy != nil {
+                    let backend = live?.backend
+                    rows[rows.count - 1].connections = backend?.counters.inFlight.load(ordering: .relaxed) ?? 0
+                    rows[rows.count - 1].rps = backend.map { rates.rate(ObjectIdentifier($0), total: $0.counters.requestsTotal, now: now) } ?? 0
+                }
             }
             result.append(ServiceStatus(name: name, desired: entry.removing ? 0 : entry.intent.desired,
-                                        started: entry.intent.started, instances: rows, source: entry.spec.sourcePath))
+                                        started: entry.intent.started, instances: rows, source: entry.spec.sourcePath,
+                                        proxy: proxyStatus(name, entry: entry, now: now)))
         }
         return StatusResponse(services: result)
     }
@@ -676,7 +780,7 @@ public actor Supervisor {
 
     /// Waits until no targeted instance is between states (starting up or stopping), bounded by
     /// the longest stop timeout plus start time, so a command returns with a settled answer.
-    private func waitForSettled(_ resolved: [(String, Int?)]) async {
+    func waitForSettled(_ resolved: [(String, Int?)]) async {
         let names = Set(resolved.map(\.0))
         let bound = resolved.compactMap { services[$0.0] }.map { $0.spec.stop.timeout + .seconds($0.spec.restart.startSeconds) }.max() ?? .zero
         await waitUntil(timeout: bound + .seconds(2)) { supervisor in
@@ -697,7 +801,7 @@ public actor Supervisor {
         return true
     }
 
-    private func waitUntil(timeout: Duration?, _ condition: @escaping @Sendable (isolated Supervisor) -> Bool) async {
+    func waitUntil(timeout: Duration?, _ condition: @escaping @Sendable (isolated Supervisor) -> Bool) async {
         if condition(self) { return }
         let id = nextWaiterID
         nextWaiterID += 1
@@ -726,14 +830,14 @@ public actor Supervisor {
         waiters = remaining
     }
 
-    private func saveIntents() {
+    func saveIntents() {
         guard let store = deps.store else { return }
         let intents = services.filter { !$0.value.removing }.mapValues(\.intent)
         do { try store.save(intents) }
         catch { logger.error("cannot save state", metadata: ["path": "\(store.path)", "error": "\(error)"]) }
     }
 
-    private func emit(_ kind: String, service: String? = nil, index: Int? = nil, message: String, pid: Int32? = nil,
+    func emit(_ kind: String, service: String? = nil, index: Int? = nil, message: String, pid: Int32? = nil,
                       exitCode: Int32? = nil, signal: String? = nil) {
         let instance = index.flatMap { i in service.map { "\($0):\(i)" } }
         let event = EventRecord(time: WallClock.now(), kind: kind, service: service, instance: instance, message: message,

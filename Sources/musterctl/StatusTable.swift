@@ -1,31 +1,47 @@
 import MusterAPI
 import MusterCore
 
-/// `NAME  STATE  PID  PORT  UPTIME  RESTARTS  CPU  MEM  REASON`, one row per instance.
+/// `NAME  STATE  READY  PID  PORT  UPTIME  RESTARTS  CPU  MEM  CONNS  RPS  REASON`, one row per
+/// instance, then one line per proxy.
 enum StatusTable {
     static func render(_ status: StatusResponse) -> String {
-        var rows: [[String]] = [["NAME", "STATE", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM", "REASON"]]
+        var rows: [[String]] = [["NAME", "STATE", "READY", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM", "CONNS", "RPS", "REASON"]]
         for service in status.services {
             if service.instances.isEmpty {
-                rows.append([service.name, service.started ? "-" : "stopped", "-", "-", "-", "-", "-", "-",
+                rows.append([service.name, service.started ? "-" : "stopped", "-", "-", "-", "-", "-", "-", "-", "-", "-",
                              "no instances (desired \(service.desired))"])
             }
             for instance in service.instances {
+                var reason = instance.reason ?? ""
+                if let health = instance.health, health != "ok", instance.state == "running" || instance.state == "starting" {
+                    reason = reason.isEmpty ? "health: \(health)" : reason + "; health: \(health)"
+                }
                 rows.append([
-                    instance.id, instance.state.uppercased(),
+                    instance.id, instance.state.uppercased(), instance.ready ? "yes" : "no",
                     instance.pid.map(String.init) ?? "-", instance.port.map(String.init) ?? "-",
                     instance.uptimeSeconds.map(uptime) ?? "-", String(instance.restarts),
                     instance.cpuPercent.map { String(format1($0)) + "%" } ?? "-",
                     instance.memoryBytes.map(ByteSize.format) ?? "-",
-                    instance.reason ?? "",
+                    instance.connections.map(String.init) ?? "-",
+                    instance.rps.map(format1) ?? "-",
+                    reason,
                 ])
             }
         }
         let widths = (0..<rows[0].count - 1).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.map { row in
+        var lines = rows.map { row in
             let padded = zip(row.dropLast(), widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }
             return (padded + [row.last!]).joined(separator: "  ").trimmingTrailingSpaces()
-        }.joined(separator: "\n")
+        }
+        for service in status.services {
+            guard let proxy = service.proxy else { continue }
+            var line = "\(service.name): \(proxy.protocol) proxy on \(proxy.listen.joined(separator: ", ")): "
+                + "\(proxy.openConnections) open connection\(proxy.openConnections == 1 ? "" : "s"), \(format1(proxy.rps)) req/s, \(proxy.requestsTotal) total"
+            if proxy.queued > 0 { line += ", \(proxy.queued) waiting for a ready instance" }
+            if let error = proxy.error { line += "; NOT LISTENING: \(error)" }
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// supervisorctl's H:MM:SS.

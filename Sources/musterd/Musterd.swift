@@ -7,6 +7,7 @@ import MusterControl
 import MusterCore
 import MusterRuntime
 import MusterSystemd
+import NIOPosix
 import ServiceLifecycle
 
 /// musterd: wiring only. Reads the config and manifests, sets up cgroups, the reaper and the log
@@ -73,7 +74,10 @@ struct Musterd: AsyncParsableCommand {
             logDir: settings.logDir, ports: settings.instancePorts, daemonEnvironment: ProcessEnvironment.current(),
             logger: logger,
             loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try ManifestLoader.loadServices(in: servicesDir) },
-            notify: { SystemdNotifier.notify($0) }))
+            notify: { SystemdNotifier.notify($0) },
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+            notifyDir: PathText.directory(of: settings.controlSocket) + "/notify"))
+        let readiness = StartupReadiness { SystemdNotifier.notify("READY=1") }
 
         let router = ControlAPI.router(supervisor: supervisor, journal: journal, settings: .init(
             authorizer: PeerAuthorizer(controlGroup: settings.controlGroup),
@@ -91,11 +95,11 @@ struct Musterd: AsyncParsableCommand {
             onServerRunning: { _ in
                 ControlSocket.restrict(path: socketPath, group: controlGroup, logger: logger)
                 logger.info("control socket ready at \(socketPath)")
-                SystemdNotifier.notify("READY=1")
+                readiness.arrive(.controlSocket)
             },
             logger: serverLogger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: app), .init(service: SupervisorService(supervisor: supervisor, logger: logger))],
+            services: [.init(service: app), .init(service: SupervisorService(supervisor: supervisor, logger: logger, readiness: readiness))],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: serverLogger))
         try await group.run()

@@ -9,8 +9,11 @@ import UnixSignals
 struct SupervisorService: Service {
     let supervisor: Supervisor
     let logger: Logger
+    let readiness: StartupReadiness
 
     func run() async throws {
+        await supervisor.bindListeners()
+        readiness.arrive(.listeners)
         await supervisor.start()
         let reloads = Task {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {

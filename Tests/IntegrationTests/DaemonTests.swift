@@ -30,8 +30,8 @@ struct DaemonTests {
             let decoded = try JSONDecoder().decode(StatusResponse.self, from: Data(api.stdout.utf8))
             #expect(decoded.services.first?.desired == 2)
             let table = d.ctl("status").stdout
-            #expect(table.hasPrefix("NAME   STATE    PID"))
-            #expect(table.contains("web:1  RUNNING"))
+            #expect(table.hasPrefix("NAME   STATE    READY  PID"))
+            #expect(table.contains("web:1  RUNNING  yes"))
             let missing = d.run("/usr/bin/curl", ["-s", "-w", " %{http_code}", "--unix-socket", d.socket, "http://muster/v1/nothing"])
             #expect(missing.stdout.hasSuffix(" 404"))
             #expect(missing.stdout.contains(#""error":"not_found""#))

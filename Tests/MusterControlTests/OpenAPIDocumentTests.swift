@@ -104,6 +104,7 @@ struct OpenAPIDocumentTests {
         let required = Set(schema["required"]?.arrayValue?.compactMap(\.stringValue) ?? [])
         #expect(required == Set(properties.keys))
         let nullable = Set(properties.filter { $0.value["nullable"] == .bool(true) }.map(\.key))
-        #expect(nullable == ["pid", "port", "uptime_seconds", "cgroup", "reason", "cpu_seconds", "cpu_percent", "memory_bytes"])
+        #expect(nullable == ["pid", "port", "uptime_seconds", "cgroup", "reason", "cpu_seconds", "cpu_percent", "memory_bytes",
+                             "health", "connections", "rps"])
     }
 }

@@ -19,13 +19,15 @@ struct SchemaCheckerTests {
     static let instance = """
         {"id": "web:0", "index": 0, "state": "running", "pid": 42, "port": 20000, "restarts": 0,
          "uptime_seconds": 1.5, "cgroup": null, "reason": null, "cpu_seconds": null, "cpu_percent": null,
-         "memory_bytes": null, "user": "root"}
+         "memory_bytes": null, "user": "root", "ready": true, "health": null, "connections": null, "rps": null}
         """
 
     @Test("accepts a conforming document")
     func accepts() throws {
         #expect(try problems(Self.instance, "InstanceStatus") == [])
-        #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "instances": [\#(Self.instance)]}]}"#, "StatusResponse") == [])
+        #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "proxy": null, "instances": [\#(Self.instance)]}]}"#, "StatusResponse") == [])
+        let proxy = #"{"listen": ["127.0.0.1:8080"], "protocol": "http", "open_connections": 3, "queued": 0, "requests_total": 12, "rps": 1.5, "error": null}"#
+        #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "proxy": \#(proxy), "instances": []}]}"#, "StatusResponse") == [])
         #expect(try problems(#"{"error": "not_found", "message": "no"}"#, "ErrorResponse") == [])
         #expect(try problems(#"{"error": "invalid_manifest", "message": "no", "details": ["a", "b"]}"#, "ErrorResponse") == [])
     }

@@ -1,0 +1,646 @@
+#!/usr/bin/env python3
+"""The proxy benchmark's body; run it through scripts/bench/proxy, which installs what it needs
+and builds the binaries. wrk (-t2 -c64 --latency) loads each target in turn, in interleaved
+rounds, and this prints the median req/s, p50 and p99 per target and the ratios:
+
+  direct        one nginx backend, no proxy
+  muster-http   musterd's [proxy] protocol = "http" over its 4 nginx instances
+  haproxy-http  HAProxy 2.6 mode http, balance roundrobin, http-reuse always, over the same 4
+  nginx-proxy   nginx as a reverse proxy with upstream keepalive, over the same 4
+  muster-tcp    musterd's [proxy] protocol = "tcp" over 4 more instances (a second service)
+  haproxy-tcp   HAProxy mode tcp over the same 4 as haproxy-http
+
+The backends are nginx (`return 200 "ok\\n"`, access_log off, worker_processes 1), started by
+musterd as the instances of two services. Each instance picks its generated config by port
+(`nginx-{port}.conf`): ports come from `instance_ports`, so every port in that range has a config
+and it does not matter which slot gets which. HAProxy, nginx-proxy and `direct` use the ports
+musterd reports for the http service's instances. Every process under test runs in its own
+session (setsid), so the kernel's autogroup scheduling does not lump it with wrk.
+
+With --peers-only (or when musterd cannot be started), the script starts the 4 nginx backends
+itself and measures the peers only. When musterd runs but does not serve a [proxy] listener, its
+targets are reported as missing and the peers are still measured.
+
+Cleanup (musterd and its instances, HAProxy, nginx, temp folders, Muster's cgroup root) runs on
+success, failure, Ctrl-C and SIGTERM.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+class Interrupted(Exception):
+    pass
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- /proc helpers ---------------------------------------------------------------------------
+
+def proc_stat(pid):
+    """Fields of /proc/PID/stat after the command name, numbered as in proc(5) from 3 (state)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    rest = text[text.rindex(")") + 2:].split()
+    return {i + 3: value for i, value in enumerate(rest)}
+
+
+def session_pids(sid):
+    """(pid, starttime) of every process in session `sid`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = proc_stat(int(name))
+            if fields and fields[6] == str(sid):
+                found.append((int(name), fields[22]))
+    return found
+
+
+def session_cpu_seconds(sid):
+    """utime+stime of the live processes of a session (a proxy and its workers)."""
+    total = 0
+    for pid, _ in session_pids(sid):
+        fields = proc_stat(pid)
+        if fields:
+            total += int(fields[14]) + int(fields[15])
+    return total / CLK_TCK
+
+
+def kill_if_same(pid, starttime, sig=signal.SIGKILL):
+    """Signals pid only if it is still the process first seen (same start time), never a reuse."""
+    fields = proc_stat(pid)
+    if fields is None or fields[22] != starttime:
+        return False
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def cgroup_mounts():
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype = right.split()[0] if right else ""
+            if fstype in ("cgroup", "cgroup2"):
+                points.append(left.split()[4])
+    return points
+
+
+def remove_cgroup_root(name):
+    """Kills whatever is left in <hierarchy>/<name> and removes the folders, in every hierarchy."""
+    roots = [r for r in (os.path.join(m, name) for m in cgroup_mounts()) if os.path.isdir(r)]
+    for _ in range(50):
+        left = 0
+        for root in roots:
+            for folder, _, files in os.walk(root):
+                if "cgroup.procs" in files:
+                    try:
+                        with open(os.path.join(folder, "cgroup.procs")) as f:
+                            pids = [int(p) for p in f.read().split()]
+                    except OSError:
+                        pids = []
+                    for pid in pids:
+                        left += 1
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+        if left == 0:
+            break
+        time.sleep(0.05)
+    for root in roots:
+        for folder, _, _ in os.walk(root, topdown=False):
+            for _ in range(20):
+                try:
+                    os.rmdir(folder)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        if os.path.isdir(root):
+            log(f"cleanup: could not remove cgroup {root}")
+
+
+def port_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def http_ok(port, timeout=1.0):
+    """True when GET / on 127.0.0.1:port answers 200."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    raise BenchError(f"{what} not within {timeout:g} s")
+
+
+def run_quiet(argv, timeout=30):
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+# --- the run's resources and their cleanup ---------------------------------------------------
+
+class Process:
+    """One process under test, in its own session (start_new_session: setsid before exec)."""
+
+    def __init__(self, name, argv, log_path, stop_argv=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.stop_argv = stop_argv
+        self.proc = None
+        self.seen = set()
+
+    def launch(self):
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                         start_new_session=True)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self):
+        return session_cpu_seconds(self.proc.pid) if self.alive() else 0.0
+
+    def remember_session(self):
+        if self.alive():
+            self.seen |= set(session_pids(self.proc.pid))
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.remember_session()
+        if self.alive() and self.stop_argv:
+            try:
+                run_quiet(self.stop_argv, timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.alive():
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            log(f"cleanup: {self.name} still running 20 s after SIGTERM; SIGKILL")
+            self.proc.kill()
+            self.proc.wait()
+        for pid, start in self.seen | set(session_pids(self.proc.pid)):
+            kill_if_same(pid, start)
+
+
+class Resources:
+    """Everything this run created, so that cleanup undoes exactly that and nothing else."""
+
+    def __init__(self):
+        self.temp_dirs = []
+        self.cgroup_roots = []
+        self.processes = []
+        self.cleaned = False
+
+    def temp_dir(self, label):
+        path = tempfile.mkdtemp(prefix=f"bench-proxy-{label}.")
+        self.temp_dirs.append(path)
+        return path
+
+    def start(self, process):
+        self.processes.append(process)
+        return process.launch()
+
+    def cleanup(self):
+        if self.cleaned:
+            return
+        self.cleaned = True
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        for process in reversed(self.processes):
+            try:
+                process.stop()
+            except Exception as error:  # keep going: the rest must be cleaned up too
+                log(f"cleanup: stopping {process.name}: {error}")
+        for name in self.cgroup_roots:
+            remove_cgroup_root(name)
+        for path in self.temp_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# --- configs ---------------------------------------------------------------------------------
+
+def nginx_backend_conf(tmp, port):
+    return f"""worker_processes 1;
+daemon off;
+pid {tmp}/nginx-{port}.pid;
+error_log {tmp}/nginx-{port}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body-{port};
+    proxy_temp_path {tmp}/proxy-{port};
+    fastcgi_temp_path {tmp}/fastcgi-{port};
+    uwsgi_temp_path {tmp}/uwsgi-{port};
+    scgi_temp_path {tmp}/scgi-{port};
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+def nginx_proxy_conf(tmp, listen, backends):
+    servers = "\n".join(f"        server 127.0.0.1:{p};" for p in backends)
+    return f"""worker_processes auto;
+daemon off;
+pid {tmp}/nginx-proxy.pid;
+error_log {tmp}/nginx-proxy.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body-proxy;
+    proxy_temp_path {tmp}/proxy-proxy;
+    fastcgi_temp_path {tmp}/fastcgi-proxy;
+    uwsgi_temp_path {tmp}/uwsgi-proxy;
+    scgi_temp_path {tmp}/scgi-proxy;
+    keepalive_requests 1000000;
+    upstream backends {{
+{servers}
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{listen} reuseport;
+        location / {{
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def haproxy_conf(http_port, tcp_port, backends):
+    servers = "\n".join(f"    server b{i} 127.0.0.1:{p}" for i, p in enumerate(backends))
+    return f"""global
+    maxconn 8000
+
+defaults
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+
+frontend http_in
+    mode http
+    bind 127.0.0.1:{http_port}
+    default_backend http_out
+
+backend http_out
+    mode http
+    balance roundrobin
+    http-reuse always
+{servers}
+
+frontend tcp_in
+    mode tcp
+    bind 127.0.0.1:{tcp_port}
+    default_backend tcp_out
+
+backend tcp_out
+    mode tcp
+    balance roundrobin
+{servers}
+"""
+
+
+# --- Muster ----------------------------------------------------------------------------------
+
+class Muster:
+    def __init__(self, res, bin_dir, tmp, instance_ports, http_port, tcp_port):
+        self.res = res
+        self.musterd = os.path.join(bin_dir, "musterd")
+        self.musterctl = os.path.join(bin_dir, "musterctl")
+        self.tmp = tmp
+        self.http_port = http_port
+        self.tcp_port = tcp_port
+        root = f"muster-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.res.cgroup_roots.append(root)   # registered before musterd can create it
+        os.makedirs(os.path.join(tmp, "services.d"))
+        self.socket = os.path.join(tmp, "run", "muster.sock")
+        self.config = os.path.join(tmp, "musterd.toml")
+        with open(self.config, "w") as f:
+            f.write(f"""[daemon]
+services_dir   = "services.d"
+control_socket = "{self.socket}"
+state_dir      = "{tmp}/state"
+log_dir        = "{tmp}/log"
+cgroup_root    = "{root}"
+instance_ports = "{instance_ports[0]}-{instance_ports[-1]}"
+""")
+        command = [NGINX, "-p", f"{tmp}/", "-c", f"{tmp}/nginx-{{port}}.conf"]
+        for name, protocol, port in (("bench-http", "http", http_port), ("bench-tcp", "tcp", tcp_port)):
+            with open(os.path.join(tmp, "services.d", f"{name}.toml"), "w") as f:
+                f.write(f"""command = {json.dumps(command)}
+instances = 4
+
+[restart]
+start_seconds = 0
+
+[health]
+check = "tcp"
+
+[proxy]
+listen = ["127.0.0.1:{port}"]
+protocol = "{protocol}"
+""")
+
+    def start(self):
+        self.process = self.res.start(Process(
+            "musterd", [self.musterd, "--config", self.config], os.path.join(self.tmp, "musterd.log"),
+            [self.musterctl, "shutdown", "--socket", self.socket]))
+        return self.process
+
+    def status(self):
+        r = run_quiet([self.musterctl, "status", "--json", "--socket", self.socket])
+        if r.returncode != 0:
+            return None
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return None
+
+    def ready_ports(self, service):
+        doc = self.status()
+        if doc is None:
+            return []
+        for s in doc.get("services", []):
+            if s.get("name") == service:
+                return sorted(i["port"] for i in s.get("instances", [])
+                              if i.get("state") == "running" and i.get("port") and i.get("ready", True))
+        return []
+
+    def log_tail(self, lines=20):
+        try:
+            with open(os.path.join(self.tmp, "musterd.log"), errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def parse_wrk(text):
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if not (rps and p50 and p99):
+        raise BenchError(f"cannot read wrk's output:\n{text}")
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": float(p50.group(1)) * UNIT[p50.group(2)] * 1e3,
+        "p99_ms": float(p99.group(1)) * UNIT[p99.group(2)] * 1e3,
+        "non2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
+    }
+
+
+def run_wrk(port, args, process=None):
+    cpu0 = process.cpu_seconds() if process else None
+    t0 = time.monotonic()
+    r = run_quiet(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+                   f"http://127.0.0.1:{port}/"], timeout=args.duration + 60)
+    elapsed = time.monotonic() - t0
+    if r.returncode != 0:
+        raise BenchError(f"wrk against port {port} failed:\n{r.stdout}{r.stderr}")
+    result = parse_wrk(r.stdout)
+    if process is not None:
+        result["cpu_percent"] = (process.cpu_seconds() - cpu0) / elapsed * 100
+    return result
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def report(results, order):
+    lines = [f"{'target':<14}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'proxy CPU %':>13}{'errors':>8}"]
+    med = {}
+    for name in order:
+        runs = results.get(name) or []
+        if not runs:
+            lines.append(f"{name:<14}{'(not measured)':>32}")
+            continue
+        m = {k: median([r[k] for r in runs]) for k in ("rps", "p50_ms", "p99_ms")}
+        cpu = [r["cpu_percent"] for r in runs if "cpu_percent" in r]
+        m["cpu_percent"] = median(cpu) if cpu else None
+        m["errors"] = sum(r["non2xx"] + r["socket_errors"] for r in runs)
+        med[name] = m
+        cpu_text = f"{m['cpu_percent']:.0f}" if m["cpu_percent"] is not None else "-"
+        lines.append(f"{name:<14}{m['rps']:>12.0f}{m['p50_ms']:>10.3f}{m['p99_ms']:>10.3f}{cpu_text:>13}{m['errors']:>8}")
+    lines.append("")
+
+    def ratio(a, b, label):
+        if a in med and b in med:
+            rps = med[a]["rps"] / med[b]["rps"]
+            p99 = med[a]["p99_ms"] / med[b]["p99_ms"]
+            lines.append(f"{label:<28} req/s {rps:5.2f}x   p99 {p99:5.2f}x")
+            return {"rps": rps, "p99": p99}
+        lines.append(f"{label:<28} (not measured)")
+        return None
+
+    ratios = {
+        "muster_http/haproxy_http": ratio("muster-http", "haproxy-http", "Muster http / HAProxy http"),
+        "muster_tcp/haproxy_tcp": ratio("muster-tcp", "haproxy-tcp", "Muster tcp / HAProxy tcp"),
+        "muster_http/direct": ratio("muster-http", "direct", "Muster http / direct"),
+        "muster_tcp/direct": ratio("muster-tcp", "direct", "Muster tcp / direct"),
+        "haproxy_http/direct": ratio("haproxy-http", "direct", "HAProxy http / direct"),
+        "haproxy_tcp/direct": ratio("haproxy-tcp", "direct", "HAProxy tcp / direct"),
+        "nginx/direct": ratio("nginx-proxy", "direct", "nginx proxy / direct"),
+    }
+    return "\n".join(lines), med, ratios
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin-dir", help="folder with release musterd and musterctl")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all targets (default 3)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    parser.add_argument("--base-port", type=int, default=21000,
+                        help="instances use BASE..BASE+7, proxies BASE+100..BASE+104 (default 21000)")
+    parser.add_argument("--targets", default="direct,muster-http,haproxy-http,nginx-proxy,muster-tcp,haproxy-tcp",
+                        help="comma-separated subset of the targets, in the order each round runs them")
+    parser.add_argument("--peers-only", action="store_true", help="no musterd: start the 4 backends directly")
+    parser.add_argument("--results-dir", help="keep results.json, summary.txt and the logs there")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("scripts/bench/proxy: run as root (musterd creates cgroups)")
+    if not args.peers_only and not args.bin_dir:
+        sys.exit("scripts/bench/proxy: --bin-dir is required unless --peers-only")
+
+    def interrupted(signum, _frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+
+    order = [t.strip() for t in args.targets.split(",") if t.strip()]
+    instance_ports = list(range(args.base_port, args.base_port + 8))
+    muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port = range(args.base_port + 100, args.base_port + 105)
+    res = Resources()
+    try:
+        busy = [p for p in instance_ports + [muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port]
+                if not port_free(p)]
+        if busy:
+            raise BenchError(f"ports in use: {busy} (pick another --base-port)")
+        tmp = res.temp_dir("run")
+        os.chmod(tmp, 0o755)
+        for port in instance_ports:
+            with open(os.path.join(tmp, f"nginx-{port}.conf"), "w") as f:
+                f.write(nginx_backend_conf(tmp, port))
+
+        muster = None
+        muster_note = None
+        backends = []
+        if not args.peers_only:
+            muster = Muster(res, args.bin_dir, tmp, instance_ports, muster_http, muster_tcp)
+            process = muster.start()
+            try:
+                wait_until(lambda: len(muster.ready_ports("bench-http")) == 4 and len(muster.ready_ports("bench-tcp")) == 4,
+                           60, "musterd reporting 4 running instances of each service")
+                backends = muster.ready_ports("bench-http")
+                wait_until(lambda: all(http_ok(p) for p in backends), 20, "the instances answering")
+            except BenchError as error:
+                if process.alive():
+                    raise BenchError(f"{error}; musterd log:\n{muster.log_tail()}")
+                muster_note = f"musterd exited ({process.proc.returncode}): {muster.log_tail()}"
+                muster = None
+        if muster is None:
+            # The same backends, started here (each in its own session).
+            backends = instance_ports[:4]
+            for port in backends:
+                res.start(Process(f"nginx-{port}", [NGINX, "-p", f"{tmp}/", "-c", f"{tmp}/nginx-{port}.conf"],
+                                  os.path.join(tmp, f"nginx-{port}.log")))
+            wait_until(lambda: all(http_ok(p) for p in backends), 20, "the nginx backends answering")
+
+        proxies = {}
+        if muster is not None:
+            for name, port in (("muster-http", muster_http), ("muster-tcp", muster_tcp)):
+                try:
+                    wait_until(lambda: http_ok(port), 10, f"{name} answering on 127.0.0.1:{port}")
+                    proxies[name] = (port, muster.process)
+                except BenchError as error:
+                    log(f"scripts/bench/proxy: {error}: musterd does not serve this [proxy] listener; skipping {name}")
+
+        with open(os.path.join(tmp, "haproxy.cfg"), "w") as f:
+            f.write(haproxy_conf(haproxy_http, haproxy_tcp, backends))
+        haproxy = res.start(Process("haproxy", [HAPROXY, "-db", "-f", os.path.join(tmp, "haproxy.cfg")],
+                                    os.path.join(tmp, "haproxy.log")))
+        with open(os.path.join(tmp, "nginx-proxy.conf"), "w") as f:
+            f.write(nginx_proxy_conf(tmp, nginx_port, backends))
+        nginx = res.start(Process("nginx-proxy", [NGINX, "-p", f"{tmp}/", "-c", os.path.join(tmp, "nginx-proxy.conf")],
+                                  os.path.join(tmp, "nginx-proxy.log")))
+        wait_until(lambda: http_ok(haproxy_http) and http_ok(haproxy_tcp) and http_ok(nginx_port), 20,
+                   "HAProxy and nginx answering")
+        proxies["haproxy-http"] = (haproxy_http, haproxy)
+        proxies["haproxy-tcp"] = (haproxy_tcp, haproxy)
+        proxies["nginx-proxy"] = (nginx_port, nginx)
+        proxies["direct"] = (backends[0], None)
+
+        log(f"backends (nginx) on {backends}; {args.rounds} round(s) of {args.duration} s per target; "
+            f"wrk -t{args.threads} -c{args.connections}")
+        results = {name: [] for name in order}
+        for round_number in range(1, args.rounds + 1):
+            for name in order:
+                if name not in proxies:
+                    continue
+                port, process = proxies[name]
+                # A warm-up second so every target starts with its connections and pools open.
+                run_quiet(["wrk", "-t1", "-c8", "-d1s", f"http://127.0.0.1:{port}/"], timeout=30)
+                r = run_wrk(port, args, process)
+                results[name].append(r)
+                log(f"round {round_number} {name:<13} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
+                    f"p99 {r['p99_ms']:.3f} ms" + (f"  cpu {r['cpu_percent']:.0f}%" if "cpu_percent" in r else ""))
+        text, med, ratios = report(results, order)
+        if muster_note:
+            text += f"\n\nMuster not measured: {muster_note}"
+        print(text, flush=True)
+        if args.results_dir:
+            os.makedirs(args.results_dir, exist_ok=True)
+            with open(os.path.join(args.results_dir, "results.json"), "w") as f:
+                json.dump({"runs": results, "medians": med, "ratios": ratios, "rounds": args.rounds,
+                           "duration": args.duration, "connections": args.connections}, f, indent=2)
+            with open(os.path.join(args.results_dir, "summary.txt"), "w") as f:
+                f.write(text + "\n")
+            for name in os.listdir(tmp):
+                if name.endswith(".log") or name.endswith(".cfg") or name.endswith(".conf"):
+                    shutil.copy(os.path.join(tmp, name), args.results_dir)
+        return 0
+    except Interrupted as why:
+        log(f"scripts/bench/proxy: interrupted ({why}); cleaning up")
+        return 130
+    except BenchError as error:
+        log(f"scripts/bench/proxy: {error}")
+        return 1
+    finally:
+        res.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
