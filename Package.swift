@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // C: the spawn shim (clone3/fork + exec, async-signal-safe child) and pidfd helpers.
@@ -73,10 +75,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `/metrics`: the proxies' counters and the instances' gauges, the Prometheus way.
+        .target(
+            name: "MusterMetrics",
+            dependencies: [
+                "MusterRuntime", "MusterProxy", "MusterCore",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .executableTarget(
             name: "musterd",
             dependencies: [
-                "MusterCore", "MusterRuntime", "MusterControl", "MusterSystemd",
+                "MusterCore", "MusterRuntime", "MusterControl", "MusterSystemd", "MusterMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

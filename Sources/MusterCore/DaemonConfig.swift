@@ -14,6 +14,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var cgroupRoot: CgroupRoot
     public var instancePorts: ClosedRange<Int>
     public var controlGroup: String
+    /// Where `/metrics` is served (Prometheus text format); nil: not served.
+    public var metricsListen: ListenAddress?
     /// The file this was read from.
     public var path: String
 
@@ -64,6 +66,10 @@ public struct DaemonConfig: Sendable, Equatable {
                 else { reader.fail("instance_ports", .string(value), "not a port range (try \"20000-29999\")") }
             }
             if let value = reader.string("control_group", example: "\"muster\"") { config.controlGroup = value }
+            if let value = reader.string("metrics_listen", example: "\"127.0.0.1:9464\"") {
+                if let address = ListenAddress.parse(value) { config.metricsListen = address }
+                else { reader.fail("metrics_listen", .string(value), "not a host:port (try \"127.0.0.1:9464\")") }
+            }
             reader.finish()
             issues += reader.issues
         }

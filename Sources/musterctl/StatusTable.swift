@@ -13,7 +13,7 @@ enum StatusTable {
             }
             for instance in service.instances {
                 var reason = instance.reason ?? ""
-                if let health = instance.health, health != "ok", instance.state == "running" || instance.state == "starting" {
+                if let health = instance.health, !instance.ready, instance.state == "running" || instance.state == "starting" {
                     reason = reason.isEmpty ? "health: \(health)" : reason + "; health: \(health)"
                 }
                 rows.append([

@@ -98,8 +98,15 @@ struct Musterd: AsyncParsableCommand {
                 readiness.arrive(.controlSocket)
             },
             logger: serverLogger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: app), .init(service: SupervisorService(supervisor: supervisor, logger: logger, readiness: readiness)),
+        ]
+        if let address = settings.metricsListen {
+            services.append(.init(service: MetricsEndpoint.application(address: address, supervisor: supervisor, logger: serverLogger)))
+            logger.info("serving /metrics on http://\(address)/metrics")
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: app), .init(service: SupervisorService(supervisor: supervisor, logger: logger, readiness: readiness))],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: serverLogger))
         try await group.run()
