@@ -1,17 +1,32 @@
 import NIOCore
+import NIOHTTP1
 
 /// http mode: HTTP/1.1 per-request round robin with keep-alive pools to each instance.
 enum HTTPProxy {
+    /// Client pipeline: response encoder, request decoder (limits from the settings; bytes past
+    /// an upgrade request are kept for the tunnel), then the handler that does the proxying.
+    /// Parser errors reach `HTTPClientHandler.errorCaught`, which answers 400 or 431.
     static func configure(_ channel: any Channel, context: ProxyContext, settings: ProxySettings) -> EventLoopFuture<Void> {
-        // Placeholder until the http proxy lands: refuse rather than pretend.
-        channel.close()
+        channel.eventLoop.makeCompletedFuture {
+            var limits = NIOHTTPDecoderLimitConfiguration()
+            limits.maxHeaderFieldSize = settings.maxHeaderBytes
+            limits.maxHeaderListSize = settings.maxHeaderBytes
+            let encoder = HTTPResponseEncoder()
+            let decoder = ByteToMessageHandler(
+                HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop, limitConfiguration: limits))
+            let handler = HTTPClientHandler(
+                proxy: context, settings: settings, pool: .forCurrentLoop(channel.eventLoop),
+                client: HTTPClientIdentity(channel.remoteAddress), encoder: encoder, decoder: decoder)
+            try channel.pipeline.syncOperations.addHandlers([encoder, decoder, handler])
+        }
     }
 
     /// Answers 503 and closes: `max_connections` are open.
     static func reject(_ channel: any Channel, settings: ProxySettings) -> EventLoopFuture<Void> {
-        let body = "503 Service Unavailable: too many connections\n"
-        let text = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"
-        let buffer = channel.allocator.buffer(string: text)
-        return channel.writeAndFlush(buffer).flatMap { channel.close() }
+        // Called from the child initializer, before the channel is active: a write now would go
+        // nowhere, so a handler writes once it is.
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(HTTPRejectHandler())
+        }
     }
 }

@@ -346,10 +346,9 @@ private final class CommandRun: Sendable {
         state.withLock { s in
             guard s.status == nil, s.killedBecause == nil, let handle = s.handle else { return }
             s.killedBecause = reason
+            // The whole group: a shell probe's children too.
+            handle.signalGroup(SIGKILL)
             handle.signal(SIGKILL)
-            // The spawn shim made the probe a session and group leader; until it is reaped (its
-            // pidfd closes then) the group id cannot belong to anyone else.
-            if handle.pidfd != nil { _ = Glibc.kill(-handle.pid, SIGKILL) }
         }
     }
 

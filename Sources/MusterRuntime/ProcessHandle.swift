@@ -24,6 +24,14 @@ public final class ProcessHandle: Sendable {
         descriptor.withLock { fd in fd >= 0 && muster_pidfd_send_signal(fd, signal) == 0 }
     }
 
+    /// Sends `signal` to the process group this process leads (the spawn shim makes every child a
+    /// session and group leader). Only while it is not yet reaped: reaping takes the same lock, and
+    /// until then the group id cannot have been given to anyone else.
+    @discardableResult
+    public func signalGroup(_ signal: Int32) -> Bool {
+        descriptor.withLock { fd in fd >= 0 && Glibc.kill(-pid, signal) == 0 }
+    }
+
     /// Collects the exit status if the process has ended, and closes the pidfd.
     func reap() -> ExitStatus? {
         descriptor.withLock { fd -> ExitStatus? in

@@ -187,7 +187,7 @@ extension Supervisor {
                 InstanceLifecycle.deadlinePassed(&retiring.record, now: now)
                 if retiring.record.killSent && !wasKilled {
                     if let cgroup = retiring.live.cgroup { deps.cgroups.kill(cgroup) }
-                    else { Glibc.kill(-retiring.live.handle.pid, SIGKILL); retiring.live.handle.signal(SIGKILL) }
+                    else { retiring.live.handle.signalGroup(SIGKILL); retiring.live.handle.signal(SIGKILL) }
                     emit("stop-timeout", service: entry.spec.name, index: retiring.record.index,
                          message: "replaced process still running after \(DurationText.format(retiring.stop.timeout)); killed every process in its cgroup",
                          pid: retiring.live.handle.pid)

@@ -430,7 +430,7 @@ public actor Supervisor {
     func killGroup(_ entry: inout ServiceEntry, index: Int) {
         guard let live = entry.live[index] else { return }
         if let cgroup = live.cgroup { deps.cgroups.kill(cgroup) }
-        else { Glibc.kill(-live.handle.pid, SIGKILL); live.handle.signal(SIGKILL) }
+        else { live.handle.signalGroup(SIGKILL); live.handle.signal(SIGKILL) }
         emit("stop-timeout", service: entry.spec.name, index: index,
              message: "still running after \(DurationText.format(entry.spec.stop.timeout)); killed every process in its cgroup", pid: live.handle.pid)
     }

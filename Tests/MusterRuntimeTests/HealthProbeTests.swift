@@ -225,10 +225,10 @@ struct HealthProbeTests {
             let pids = directory + "/pids"
             let started = ContinuousClock.now
             // The shell stays (it waits), so both it and its background child must be killed.
-            let result = await probe.exec(command: ["/bin/sh", "-c", "sleep 5 & echo $$ $! > \(pids).tmp; mv \(pids).tmp \(pids); wait"],
+            let result = await probe.exec(command: ["/bin/sh", "-c", "sleep 60 & echo $$ $! > \(pids).tmp; mv \(pids).tmp \(pids); wait"],
                                           environment: ["PATH=/usr/bin:/bin"], timeout: .milliseconds(300))
             let elapsed = ContinuousClock.now - started
-            // "timed out" (not "exited") proves the probe was killed before `sleep 5` could end.
+            // "timed out" (not "exited") proves the probe was killed before `sleep 60` could end.
             #expect(result == .failed("timed out after 300ms"))
             #expect(elapsed >= .milliseconds(290), "took \(elapsed)")
             let numbers = try FileSystem.read(pids).split(whereSeparator: \.isWhitespace).compactMap { Int32($0) }
@@ -261,6 +261,8 @@ struct HealthProbeTests {
         task.cancel()
         let result = await task.value
         #expect(result == .failed("cancelled"))
-        #expect(ContinuousClock.now - started < .seconds(1))
+        // Well before the 30 s timeout: the cancellation ended it, not the timeout. (No tighter
+        // bound: the machines are shared and noisy.)
+        #expect(ContinuousClock.now - started < .seconds(20))
     }
 }

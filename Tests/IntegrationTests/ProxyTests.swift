@@ -1,0 +1,265 @@
+import Foundation
+import MusterAPI
+import Testing
+
+/// The proxy through the real daemon: real instances (Fixtures/backend.py), real clients
+/// (Fixtures/hits.py, Fixtures/load.py), real sockets.
+@Suite(.serialized) struct ProxyTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+
+    /// A manifest for backend.py behind a proxy on `port`.
+    static func service(instances: Int, port: Int, mode: String = "http", health: String = "check = \"http\"\npath = \"/healthz\"\ninterval = \"200ms\"\nrise = 1\nfall = 2",
+                        arguments: [String] = [], proxyExtra: String = "", environment: String = "") -> String {
+        let argv = (["/usr/bin/python3", "\(fixtures)/backend.py"] + arguments).map { "\"\($0)\"" }.joined(separator: ", ")
+        return """
+            command = [\(argv)]
+            instances = \(instances)
+            \(environment.isEmpty ? "" : "environment = { \(environment) }")
+            [restart]
+            start_seconds = 0.2
+            [stop]
+            timeout = "5s"
+            [proxy]
+            listen = ["127.0.0.1:\(port)"]
+            protocol = "\(mode)"
+            drain_timeout = "5s"
+            queue_timeout = "5s"
+            \(proxyExtra)
+            [health]
+            \(health)
+            """
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func hits(_ d: DaemonHarness, port: Int, count: Int, fresh: Bool = false) throws -> [String] {
+        let result = d.run("/usr/bin/python3", ["\(fixtures)/hits.py", "http://127.0.0.1:\(port)/", "\(count)"] + (fresh ? ["--fresh"] : []))
+        return try JSONDecoder().decode([String].self, from: Data(result.stdout.utf8))
+    }
+
+    static func readyCount(_ d: DaemonHarness, _ service: String) -> Int {
+        ((try? d.instances(service)) ?? []).filter { $0.ready }.count
+    }
+
+    /// load.py in the background until `finish()` is called.
+    final class Load: @unchecked Sendable {
+        struct Counts: Decodable { var ok: Int; var failed: Int; var errors: [String]; var by_instance: [String: Int] }
+        let process = Process()
+        let output = Pipe()
+        let stopFile: String
+
+        init(port: Int, clients: Int = 4, directory: URL) throws {
+            stopFile = directory.appendingPathComponent("stop-load-\(UInt32.random(in: 0...UInt32.max))").path
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = ["\(ProxyTests.fixtures)/load.py", "http://127.0.0.1:\(port)/", "--clients", "\(clients)", "--duration", "120", "--stop-file", stopFile]
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+        }
+
+        func finish() throws -> Counts {
+            FileManager.default.createFile(atPath: stopFile, contents: nil)
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return try JSONDecoder().decode(Counts.self, from: data)
+        }
+
+        deinit { if process.isRunning { process.terminate() } }
+    }
+
+    @Test(.enabled(if: isRoot)) func httpRoundRobinOverReadyInstances() async throws {
+        let port = Self.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 3, port: port)]) { d in
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 3 })
+            let seen = try Self.hits(d, port: port, count: 12)
+            #expect(seen.sorted() == ["0", "0", "0", "0", "1", "1", "1", "1", "2", "2", "2", "2"], "\(seen)")
+            let status = try d.status().services[0]
+            #expect(status.proxy?.listen == ["127.0.0.1:\(port)"])
+            #expect((status.proxy?.requestsTotal ?? 0) >= 12)
+            let table = d.ctl("status").stdout
+            #expect(table.contains("web: http proxy on 127.0.0.1:\(port)"))
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func tcpRoundRobinPerConnection() async throws {
+        let port = Self.freePort()
+        try await DaemonHarness.with(services: ["db": Self.service(instances: 3, port: port, mode: "tcp", health: "check = \"tcp\"\ninterval = \"200ms\"\nrise = 1")]) { d in
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "db") == 3 })
+            let seen = try Self.hits(d, port: port, count: 12, fresh: true)
+            #expect(seen.sorted() == ["0", "0", "0", "0", "1", "1", "1", "1", "2", "2", "2", "2"], "\(seen)")
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func slowStarterGetsNoTrafficUntilReady() async throws {
+        let port = Self.freePort()
+        // Instance 1 listens only after 3 s; instance 0 at once.
+        let text = Self.service(instances: 2, port: port, arguments: [], environment: "DELAY = \"{index}\"")
+            .replacingOccurrences(of: "command = [\"/usr/bin/python3\", \"\(Self.fixtures)/backend.py\"]",
+                                  with: "command = [\"/bin/sh\", \"-c\", \"exec /usr/bin/python3 \(Self.fixtures)/backend.py --start-delay $((DELAY * 3))\"]")
+        try await DaemonHarness.with(services: ["web": text]) { d in
+            try await d.start()
+            #expect(await eventually(10) { Self.readyCount(d, "web") == 1 })
+            let early = try Self.hits(d, port: port, count: 6)
+            #expect(early == ["0", "0", "0", "0", "0", "0"], "only the ready instance serves: \(early)")
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 2 })
+            let later = try Self.hits(d, port: port, count: 6)
+            #expect(Set(later) == ["0", "1"], "\(later)")
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func notifyReadinessMakesAnInstanceReady() async throws {
+        let port = Self.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 1, port: port, health: "check = \"notify\"", arguments: ["--notify"])]) { d in
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 1 })
+            #expect(try Self.hits(d, port: port, count: 2) == ["0", "0"])
+            #expect(try d.instances("web").first?.health == "READY=1")
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func nothingReadyWaitsThenAnswers503() async throws {
+        let port = Self.freePort()
+        let text = Self.service(instances: 1, port: port, proxyExtra: "queue_timeout = \"700ms\"").replacingOccurrences(of: "queue_timeout = \"5s\"\n", with: "")
+        try await DaemonHarness.with(services: ["web": text]) { d in
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 1 })
+            #expect(d.ctl("stop", "web").code == 0)
+            let started = Date()
+            let seen = try Self.hits(d, port: port, count: 1)
+            #expect(Date().timeIntervalSince(started) >= 0.6)
+            #expect(seen.first?.hasPrefix("HTTP 503") == true, "\(seen)")
+            #expect(seen.first?.contains("no instance of web is ready") == true, "\(seen)")
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func rollingRestartUnderLoadLosesNoRequest() async throws {
+        let port = Self.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 2, port: port)]) { d in
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 2 })
+            let before = try d.instances("web").compactMap(\.pid)
+            let load = try Load(port: port, directory: d.directory)
+            try await Task.sleep(for: .seconds(1))
+            let restart = d.ctl("restart", "web")
+            #expect(restart.code == 0, "\(restart.stderr)")
+            try await Task.sleep(for: .seconds(1))
+            let counts = try load.finish()
+            let after = try d.instances("web")
+            #expect(Set(after.compactMap(\.pid)).isDisjoint(with: before), "every instance was replaced")
+            #expect(after.allSatisfy { $0.ready })
+            #expect(counts.failed == 0, "\(counts.errors)")
+            #expect(counts.ok > 50)
+            // Rolling, one at a time: each slot's replacement was ready before its old process
+            // began to drain, and slot 1 began only after slot 0 was done.
+            let lines = d.ctl("events", "--json").stdout.split(separator: "\n")
+            let events = lines.compactMap { try? JSONDecoder().decode(EventRecord.self, from: Data($0.utf8)) }
+                .filter { ["replacing", "ready", "draining"].contains($0.kind) && $0.service == "web" }
+            let story = events.map { "\($0.kind) \($0.instance ?? "")" }
+            let tail = Array(story.drop { $0 != "replacing web:0" })
+            #expect(tail == ["replacing web:0", "ready web:0", "draining web:0", "replacing web:1", "ready web:1", "draining web:1"], "\(story)")
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func scaleDownUnderLoadLosesNoRequest() async throws {
+        let port = Self.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 3, port: port)]) { d in
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 3 })
+            let load = try Load(port: port, directory: d.directory)
+            try await Task.sleep(for: .seconds(1))
+            #expect(d.ctl("scale", "web", "1").code == 0)
+            #expect(await eventually(15) { (try? d.instances("web").count) == 1 })
+            try await Task.sleep(for: .milliseconds(500))
+            let counts = try load.finish()
+            #expect(counts.failed == 0, "\(counts.errors)")
+            #expect(d.log.contains("draining"))
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func killedInstanceUnderLoadIsCoveredByRetries() async throws {
+        let port = Self.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 3, port: port)]) { d in
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 3 })
+            let load = try Load(port: port, directory: d.directory)
+            try await Task.sleep(for: .seconds(1))
+            let victim = try #require(try d.instances("web").first?.pid)
+            kill(victim, SIGKILL)
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 3 && ((try? d.instances("web").first?.pid) ?? victim) != victim })
+            try await Task.sleep(for: .milliseconds(500))
+            let counts = try load.finish()
+            #expect(counts.failed == 0, "\(counts.errors)")
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func reloadRebindsAChangedListenerAndRefusesATakenOne() async throws {
+        let (first, second, other) = (Self.freePort(), Self.freePort(), Self.freePort())
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 1, port: first), "api": Self.service(instances: 1, port: other)]) { d in
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 1 && Self.readyCount(d, "api") == 1 })
+            let apiPid = try d.instances("api").first?.pid
+            try d.write(service: "web", Self.service(instances: 1, port: second))
+            let reload = d.ctl("reload")
+            #expect(reload.code == 0, "\(reload.stderr)")
+            #expect(try Self.hits(d, port: second, count: 1) == ["0"])
+            #expect(try Self.hits(d, port: other, count: 1) == ["0"], "the other service's listener stayed up")
+            #expect(try d.instances("api").first?.pid == apiPid)
+            // An address something else holds: the reload is refused and nothing changes.
+            let blocker = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(blocker) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let taken = Self.freePort()
+            address.sin_port = UInt16(taken).bigEndian
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(blocker, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            listen(blocker, 1)
+            try d.write(service: "web", Self.service(instances: 2, port: taken))
+            let refused = d.ctl("reload")
+            #expect(refused.code != 0)
+            #expect(refused.stderr.contains("127.0.0.1:\(taken)"), "\(refused.stderr)")
+            #expect(try Self.hits(d, port: second, count: 1) == ["0"], "the old listener still serves")
+            #expect(try d.status().services.first { $0.name == "web" }?.desired == 1)
+        }
+    }
+
+    @Test(.enabled(if: isRoot)) func prometheusEndpointCountsRequestsPerInstance() async throws {
+        let (port, metricsPort) = (Self.freePort(), Self.freePort())
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 2, port: port)]) { d in
+            let config = try String(contentsOfFile: d.configPath, encoding: .utf8)
+            try (config + "\nmetrics_listen = \"127.0.0.1:\(metricsPort)\"\n").write(toFile: d.configPath, atomically: true, encoding: .utf8)
+            try await d.start()
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 2 })
+            #expect(try Self.hits(d, port: port, count: 10).count == 10)
+            let metrics = d.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(metricsPort)/metrics"]).stdout
+            let lines = metrics.split(separator: "\n").map(String.init)
+            func value(_ prefix: String) -> Double? {
+                lines.first { $0.hasPrefix(prefix + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+            }
+            #expect(value(#"muster_proxy_requests_total{service="web",instance="0",code="2xx"}"#) == 5, "\(metrics)")
+            #expect(value(#"muster_proxy_requests_total{service="web",instance="1",code="2xx"}"#) == 5)
+            #expect(value(#"muster_instance_ready{service="web",instance="0"}"#) == 1)
+            #expect(value(#"muster_service_desired_instances{service="web"}"#) == 2)
+            #expect(value(#"muster_proxy_response_latency_seconds_count{service="web",instance="0"}"#) == 5)
+            #expect(metrics.contains("# TYPE muster_proxy_requests_total counter"))
+            // Totals survive an instance's restart.
+            #expect(d.ctl("restart", "web:0").code == 0)
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 2 })
+            let again = d.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(metricsPort)/metrics"]).stdout
+            #expect(again.contains(#"muster_proxy_requests_total{service="web",instance="0",code="2xx"} 5"#), "\(again)")
+        }
+    }
+}
