@@ -2,14 +2,14 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// Idle keep-alive connections to instances, one pool per event loop. A client connection only
+/// The fast path's idle keep-alive connections to instances, one pool per event loop. A client connection only
 /// ever borrows connections living on its own loop, so taking and returning one is a dictionary
 /// lookup with no lock and no thread hop.
-final class HTTPConnectionPool {
+final class H1ConnectionPool {
     let eventLoop: any EventLoop
     /// Idle connections per instance, most recently used last (reused first, so the others age
     /// out when load drops).
-    private var idle: [ObjectIdentifier: [HTTPBackendConnection]] = [:]
+    private var idle: [ObjectIdentifier: [H1BackendConnection]] = [:]
     private var idleCount = 0
     private var sweep: Scheduled<Void>?
     /// How often idle connections are checked for age and retirement.
@@ -21,14 +21,14 @@ final class HTTPConnectionPool {
 
     /// Pools by event loop. Entries keep their loop alive, so an identifier is never reused for
     /// another loop while it is in this table.
-    private static let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<HTTPConnectionPool>]>([:])
+    private static let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<H1ConnectionPool>]>([:])
 
     /// The pool of the loop the caller runs on; looked up once per client connection.
-    static func forCurrentLoop(_ eventLoop: any EventLoop) -> HTTPConnectionPool {
+    static func forCurrentLoop(_ eventLoop: any EventLoop) -> H1ConnectionPool {
         let key = ObjectIdentifier(eventLoop)
         let bound = pools.withLockedValue { pools in
             if let existing = pools[key] { return existing }
-            let created = NIOLoopBound(HTTPConnectionPool(eventLoop: eventLoop), eventLoop: eventLoop)
+            let created = NIOLoopBound(H1ConnectionPool(eventLoop: eventLoop), eventLoop: eventLoop)
             pools[key] = created
             return created
         }
@@ -37,7 +37,7 @@ final class HTTPConnectionPool {
 
     /// An idle connection to `backend`, or nil. A retired instance gets no reuse: its idle
     /// connections are closed instead.
-    func take(for backend: Backend) -> HTTPBackendConnection? {
+    func take(for backend: Backend) -> H1BackendConnection? {
         let key = ObjectIdentifier(backend)
         guard idle[key]?.isEmpty == false else { return nil }
         if backend.retired.load(ordering: .relaxed) {
@@ -53,7 +53,7 @@ final class HTTPConnectionPool {
     }
 
     /// Takes a connection back after a finished exchange, unless its instance is retired.
-    func park(_ connection: HTTPBackendConnection, now: NIODeadline) {
+    func park(_ connection: H1BackendConnection, now: NIODeadline) {
         guard connection.isAlive, !connection.backend.retired.load(ordering: .relaxed) else {
             connection.close()
             return
@@ -67,7 +67,7 @@ final class HTTPConnectionPool {
     }
 
     /// The connection closed while idle.
-    func remove(_ connection: HTTPBackendConnection) {
+    func remove(_ connection: H1BackendConnection) {
         let key = ObjectIdentifier(connection.backend)
         guard let index = idle[key]?.firstIndex(where: { $0 === connection }) else { return }
         idle[key]?.remove(at: index)
@@ -79,9 +79,9 @@ final class HTTPConnectionPool {
     /// Opens a new connection to `backend` on this loop; `completion` runs on this loop.
     func connect(
         to backend: Backend, connectTimeout: TimeAmount, idleTimeout: TimeAmount,
-        completion: @escaping (Result<HTTPBackendConnection, any Error>) -> Void
+        completion: @escaping (Result<H1BackendConnection, any Error>) -> Void
     ) {
-        let connection = HTTPBackendConnection(backend: backend, pool: self, idleTimeout: idleTimeout)
+        let connection = H1BackendConnection(backend: backend, pool: self, idleTimeout: idleTimeout)
         guard let bootstrap = ClientBootstrap(validatingGroup: eventLoop) else {
             completion(.failure(ChannelError.operationUnsupported))
             return
@@ -110,7 +110,7 @@ final class HTTPConnectionPool {
 
     /// Closes connections idle longer than their `idle_timeout`, and any to retired instances.
     private func closeExpired(now: NIODeadline) {
-        var expired: [HTTPBackendConnection] = []
+        var expired: [H1BackendConnection] = []
         for key in Array(idle.keys) {
             idle[key]?.removeAll { connection in
                 let done = !connection.isAlive || connection.backend.retired.load(ordering: .relaxed)
@@ -125,7 +125,7 @@ final class HTTPConnectionPool {
 
     /// Closing fires channelInactive, which calls `remove`; clear the flag first so that finds
     /// nothing to do, and never mutate `idle` while iterating it.
-    private func close(_ connections: [HTTPBackendConnection]) {
+    private func close(_ connections: [H1BackendConnection]) {
         idleCount -= connections.count
         for connection in connections {
             connection.isPooled = false

@@ -1,24 +1,21 @@
 import NIOCore
-import NIOHTTP1
 
-/// One keep-alive connection to an instance, and the last handler of its pipeline. While a client
-/// exchange holds it (`owner`), response parts go straight to that exchange on the same event
-/// loop; between requests it rests in its loop's `HTTPConnectionPool`.
-final class HTTPBackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+/// The fast path's keep-alive connection to an instance: the only handler of its pipeline, bytes
+/// in and bytes out. While a client exchange holds it (`owner`), the bytes it reads go straight to
+/// that exchange on the same event loop, which frames them; between requests it rests in its
+/// loop's `H1ConnectionPool`.
+final class H1BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let backend: Backend
     let idleTimeout: TimeAmount
-    private unowned let pool: HTTPConnectionPool
-    private let encoder = HTTPRequestEncoder()
-    private let decoder = ByteToMessageHandler(
-        HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward))
+    private unowned let pool: H1ConnectionPool
     private var context: ChannelHandlerContext?
 
     /// The client exchange this connection serves right now; nil while pooled.
-    var owner: HTTPClientHandler?
+    var owner: H1ClientHandler?
     /// Requests handed to this connection so far; more than one means it came from the pool.
     var requestsServed = 0
     var idleSince = NIODeadline.uptimeNanoseconds(0)
@@ -26,22 +23,20 @@ final class HTTPBackendConnection: ChannelDuplexHandler, RemovableChannelHandler
     private(set) var isAlive = false
     private var readPending = false
 
-    init(backend: Backend, pool: HTTPConnectionPool, idleTimeout: TimeAmount) {
+    init(backend: Backend, pool: H1ConnectionPool, idleTimeout: TimeAmount) {
         self.backend = backend
         self.pool = pool
         self.idleTimeout = idleTimeout
     }
 
-    /// Called by the channel initializer: request encoder, response decoder (which must see the
-    /// requests to know a HEAD response has no body), then this handler.
     func install(in pipeline: ChannelPipeline.SynchronousOperations) throws {
-        try pipeline.addHandlers([encoder, decoder, self])
+        try pipeline.addHandler(self)
     }
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
-    func send(_ part: HTTPClientRequestPart) {
-        context?.write(Self.wrapOutboundOut(part), promise: nil)
+    func send(_ bytes: ByteBuffer) {
+        context?.write(Self.wrapOutboundOut(bytes), promise: nil)
     }
 
     func flush() {
@@ -52,15 +47,13 @@ final class HTTPBackendConnection: ChannelDuplexHandler, RemovableChannelHandler
         context?.close(promise: nil)
     }
 
-    /// Reads resume after the client caught up (or the connection went back to the pool).
     func resumeReads() {
         guard readPending, let context else { return }
         readPending = false
         context.read()
     }
 
-    /// After a 101: the HTTP codecs leave and `tunnel` relays raw bytes. Bytes the decoder held
-    /// past the 101 reach the tunnel when the decoder is removed (`.forwardBytes`).
+    /// After a 101: `tunnel` relays raw bytes from here on.
     func becomeTunnel(_ tunnel: HTTPTunnelHandler) throws {
         guard let context else { throw ChannelError.ioOnClosedChannel }
         owner = nil
@@ -68,8 +61,6 @@ final class HTTPBackendConnection: ChannelDuplexHandler, RemovableChannelHandler
         let pipeline = context.pipeline.syncOperations
         try pipeline.addHandler(tunnel)
         pipeline.removeHandler(context: context, promise: nil)
-        pipeline.removeHandler(encoder, promise: nil)
-        pipeline.removeHandler(decoder, promise: nil)
     }
 
     // MARK: ChannelHandler
@@ -104,7 +95,7 @@ final class HTTPBackendConnection: ChannelDuplexHandler, RemovableChannelHandler
             context.close(promise: nil)
             return
         }
-        owner.responsePart(Self.unwrapInboundIn(data), from: self)
+        owner.instanceBytes(Self.unwrapInboundIn(data), from: self)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -118,8 +109,6 @@ final class HTTPBackendConnection: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A malformed response or a reset: this connection is done either way; channelInactive
-        // tells the owner.
         context.close(promise: nil)
     }
 
