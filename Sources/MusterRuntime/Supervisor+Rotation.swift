@@ -35,12 +35,13 @@ extension Supervisor {
     public func bindListeners() async {
         guard !listenersBound else { return }
         listenersBound = true
+        let inherited = adoptInheritedSockets()
         for name in services.keys.sorted() {
             guard let spec = services[name]?.spec, let proxySpec = spec.proxy else { continue }
             let proxy = ServiceProxy(service: name, spec: proxySpec, eventLoopGroup: deps.eventLoopGroup, logger: logger)
             proxies[name] = proxy
             do {
-                try await proxy.apply(proxySpec)
+                try await proxy.apply(proxySpec, inherited: inherited[name] ?? [:])
                 proxyErrors[name] = nil
                 emit("proxy-listening", service: name, message: "\(proxySpec.mode.rawValue) proxy listening on \(proxySpec.listen.map(\.description).joined(separator: ", "))")
             } catch {
@@ -48,6 +49,46 @@ extension Supervisor {
                 emit("proxy-failed", service: name, message: "\(error)")
             }
         }
+    }
+
+    /// Matches sockets systemd passed to the services' `listen` addresses: a socket named after
+    /// a service and bound to one of its addresses becomes that listener, so systemd holds the
+    /// port across musterd restarts and no connection is refused meanwhile. Any other passed
+    /// socket is closed, with a warning.
+    private func adoptInheritedSockets() -> [String: [ListenAddress: CInt]] {
+        var result: [String: [ListenAddress: CInt]] = [:]
+        for (name, fd) in deps.inheritedSockets {
+            let bound = SocketAddressText.localAddress(of: fd)
+            if name == "control" {
+                emit("socket-ignored", message: "systemd passed a socket named \"control\": adopting the control socket is not supported yet (the control API server cannot take a bound socket); musterd binds control_socket itself. Closed it.")
+                Glibc.close(fd)
+                continue
+            }
+            guard let listen = services[name]?.spec.proxy?.listen else {
+                emit("socket-ignored", message: "systemd passed a socket named \"\(name)\" (\(bound?.description ?? "not a TCP socket")), but no service of that name has a [proxy]; closed it")
+                Glibc.close(fd)
+                continue
+            }
+            guard let bound, let address = listen.first(where: { Self.sameAddress($0, bound) }) else {
+                emit("socket-ignored", service: name, message: "systemd passed a socket bound to \(bound?.description ?? "something that is not TCP"), which [proxy] listen does not name; closed it")
+                Glibc.close(fd)
+                continue
+            }
+            result[name, default: [:]][address] = fd
+            emit("socket-adopted", service: name, message: "listening on \(address) through the socket systemd holds")
+        }
+        return result
+    }
+
+    /// "localhost" is not resolved: systemd sockets are bound to numeric addresses, and so should
+    /// the manifest name them for the match.
+    static func sameAddress(_ listen: ListenAddress, _ bound: ListenAddress) -> Bool {
+        guard listen.port == bound.port else { return false }
+        if listen.host == bound.host { return true }
+        // "::" written as "[::]" vs inet_ntop's "::", "0.0.0.0": compare parsed forms.
+        var a = in6_addr(), b = in6_addr()
+        return inet_pton(AF_INET6, listen.host, &a) == 1 && inet_pton(AF_INET6, bound.host, &b) == 1
+            && withUnsafeBytes(of: &a) { x in withUnsafeBytes(of: &b) { y in x.elementsEqual(y) } }
     }
 
     /// A reload's listeners, applied before anything else of the reload: a new address that cannot

@@ -32,6 +32,9 @@ public actor Supervisor {
         /// Where instances with `check = "notify"` get their NOTIFY_SOCKET (kept short: a socket
         /// path holds 107 bytes).
         public var notifyDir: String
+        /// Listening sockets systemd passed (socket activation), by name: a socket named after a
+        /// service becomes that service's listener for the address it is bound to.
+        public var inheritedSockets: [(name: String, fd: Int32)]
 
         public init(cgroups: Cgroups, reaper: Reaper, logs: LogPump, journal: EventJournal, store: StateStore?,
                     logDir: String, ports: ClosedRange<Int>, daemonEnvironment: [String: String], logger: Logger,
@@ -40,7 +43,8 @@ public actor Supervisor {
                     jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
                     notify: @escaping @Sendable (String) -> Void = { _ in },
                     eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                    notifyDir: String = "/run/muster/notify") {
+                    notifyDir: String = "/run/muster/notify",
+                    inheritedSockets: [(name: String, fd: Int32)] = []) {
             self.cgroups = cgroups
             self.reaper = reaper
             self.logs = logs
@@ -56,6 +60,7 @@ public actor Supervisor {
             self.notify = notify
             self.eventLoopGroup = eventLoopGroup
             self.notifyDir = notifyDir
+            self.inheritedSockets = inheritedSockets
         }
     }
 

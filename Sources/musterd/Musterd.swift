@@ -76,7 +76,8 @@ struct Musterd: AsyncParsableCommand {
             loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try ManifestLoader.loadServices(in: servicesDir) },
             notify: { SystemdNotifier.notify($0) },
             eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
-            notifyDir: PathText.directory(of: settings.controlSocket) + "/notify"))
+            notifyDir: PathText.directory(of: settings.controlSocket) + "/notify",
+            inheritedSockets: ListenSockets.take()))
         let readiness = StartupReadiness { SystemdNotifier.notify("READY=1") }
 
         let router = ControlAPI.router(supervisor: supervisor, journal: journal, settings: .init(

@@ -52,7 +52,9 @@ final class DaemonHarness: @unchecked Sendable {
 
     /// Starts musterd and waits until its control socket answers.
     /// - Parameter environment: added to the test's own environment for the daemon.
-    func start(environment: [String: String] = [:]) async throws {
+    /// - Parameter launcher: a program and arguments that exec musterd's command line after them
+    ///   (e.g. `systemd-socket-activate -l ADDRESS`).
+    func start(environment: [String: String] = [:], launcher: [String] = []) async throws {
         let process = Process()
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -63,6 +65,9 @@ final class DaemonHarness: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: delegated, withIntermediateDirectories: true)
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
             process.arguments = ["-c", "echo $$ > \(delegated)/cgroup.procs && exec \(Self.binDir)/musterd --config \(configPath)"]
+        } else if let program = launcher.first {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = Array(launcher.dropFirst()) + [Self.binDir + "/musterd", "--config", configPath]
         } else {
             process.executableURL = URL(fileURLWithPath: Self.binDir + "/musterd")
             process.arguments = ["--config", configPath]

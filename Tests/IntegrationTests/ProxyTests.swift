@@ -262,4 +262,68 @@ import Testing
             #expect(again.contains(#"muster_proxy_requests_total{service="web",instance="0",code="2xx"} 5"#), "\(again)")
         }
     }
+
+    @Test(.enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
+    func socketActivatedListenerIsAdopted() async throws {
+        let port = Self.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 1, port: port)]) { d in
+            // systemd-socket-activate binds the port and passes it as LISTEN_FDS with the name
+            // "web", as a .socket unit with FileDescriptorName=web would. Like systemd, it starts
+            // musterd at the first connection: that one waits in the socket's queue meanwhile.
+            let early = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(early) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(port).bigEndian
+            // Through a shell that waits for it: Foundation's Process, watching
+            // systemd-socket-activate as its direct child across the exec, stopped reaping the
+            // other children of the test process (a blocking wait4 on that pid).
+            let launched = Task.detached {
+                try await d.start(launcher: ["/bin/sh", "-c", "/usr/bin/systemd-socket-activate -l 127.0.0.1:\(port) --fdname=web \"$@\" & wait", "sh"])
+            }
+            // Connect (retrying until systemd-socket-activate listens); that starts musterd.
+            var connected = false
+            for _ in 0..<200 where !connected {
+                connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(early, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                } == 0
+                if !connected { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            try #require(connected)
+            try await launched.value
+            // The connection made before musterd ran is served now.
+            let request = Array("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
+            _ = request.withUnsafeBytes { send(early, $0.baseAddress, $0.count, 0) }
+            var reply: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = recv(early, &buffer, buffer.count, 0)
+                if count <= 0 { break }
+                reply += buffer[0..<count]
+            }
+            #expect(String(decoding: reply, as: UTF8.self).hasPrefix("HTTP/1.1 200"), "the connection made before musterd ran was answered once it did")
+            #expect(await eventually(15) { Self.readyCount(d, "web") == 1 })
+            #expect(try Self.hits(d, port: port, count: 2) == ["0", "0"])
+            let events = d.ctl("events").stdout
+            #expect(events.contains("socket-adopted: listening on 127.0.0.1:\(port) through the socket systemd holds"), "\(events)")
+            // The instance inherited neither the listening socket nor LISTEN_FDS.
+            func fdTargets(_ pid: Int32) -> [String] {
+                let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+                return fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+            }
+            let shellPid = try #require(d.daemon?.processIdentifier)
+            let children = (try? String(contentsOfFile: "/proc/\(shellPid)/task/\(shellPid)/children", encoding: .utf8)) ?? ""
+            let daemonPid = try #require(children.split(separator: " ").first.flatMap { Int32($0) })
+            let passed = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(daemonPid)/fd/3")
+            #expect(passed.hasPrefix("socket:"))
+            let pid = try #require(try d.instances("web").first?.pid)
+            #expect(!fdTargets(pid).contains(passed), "the instance holds the proxy's listening socket")
+            let environ = (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? ""
+            #expect(!environ.contains("LISTEN_FDS"))
+            // musterd is the shell's child, which the harness's cleanup does not reach: stop it here.
+            #expect(d.ctl("shutdown").code == 0)
+            #expect(await eventually(30) { !alive(daemonPid) })
+        }
+    }
 }

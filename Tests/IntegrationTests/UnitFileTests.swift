@@ -19,9 +19,12 @@ struct UnitFileTests {
         let copy = unit.replacingOccurrences(of: "/usr/local/bin/", with: DaemonHarness.binDir + "/")
         let path = folder.appendingPathComponent("musterd.service").path
         try copy.write(toFile: path, atomically: true, encoding: .utf8)
+        // The socket-activation example, verified beside the service it activates.
+        let socketUnit = folder.appendingPathComponent("musterd-web.socket").path
+        try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("systemd/musterd-web.socket").path, toPath: socketUnit)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
-        process.arguments = ["verify", path]
+        process.arguments = ["verify", path, socketUnit]
         let err = Pipe()
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
