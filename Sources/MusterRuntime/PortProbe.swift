@@ -7,6 +7,10 @@ public enum PortProbe {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return true }
         defer { close(fd) }
+        // As servers bind (nginx, Python's http.server, NIO all set it): a port whose last
+        // connections linger in TIME_WAIT is free for them, and only a listener makes it taken.
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
