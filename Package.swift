@@ -39,7 +39,7 @@ let package = Package(
         // Control API types shared by server and client.
         .target(name: "MusterAPI"),
         // Swift face of libsystemd.
-        .target(name: "MusterSystemd", dependencies: ["CSystemd"]),
+        .target(name: "MusterSystemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
         // Linux side: spawner, cgroups, reaper, logs, state store, the Supervisor actor.
         .target(
             name: "MusterRuntime",

@@ -82,6 +82,10 @@ public enum ManifestDecoder {
         }
         if let logs = top.subtable("logs") {
             var reader = TableReader(file: fileName, table: "logs", entries: logs)
+            if let target = reader.string("target", example: "\"journal\"") {
+                if let value = LogSpec.Target(rawValue: target) { spec.logs.target = value }
+                else { reader.fail("target", .string(target), "must be \"file\" or \"journal\"") }
+            }
             if let size = reader.size("max_bytes", example: "10M") {
                 if size < 1024 { reader.fail("max_bytes", .integer(Int(size)), "too small to hold a line (try 10M)") }
                 else { spec.logs.maxBytes = size }

@@ -110,7 +110,18 @@ public struct ResourceLimits: Sendable, Equatable {
 }
 
 public struct LogSpec: Sendable, Equatable {
+    public enum Target: String, Sendable, Equatable, CaseIterable {
+        /// `<log_dir>/<service>/<index>.log`, rotated by musterd.
+        case file
+        /// stdout and stderr connected straight to journald (`sd_journal_stream_fd`).
+        case journal
+    }
+
+    public var target: Target = .file
     public var maxBytes: UInt64 = 10 << 20
     public var backups: Int = 5
     public init() {}
+
+    /// The journal's SYSLOG_IDENTIFIER for an instance: `muster/web/0`.
+    public static func journalIdentifier(service: String, index: Int) -> String { "muster/\(service)/\(index)" }
 }

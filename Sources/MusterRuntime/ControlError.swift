@@ -20,3 +20,9 @@ public struct ControlError: Error, Sendable, Equatable, CustomStringConvertible 
         .init(status: 503, code: "shutting_down", message: "musterd is shutting down")
     }
 }
+
+/// Why an instance's output cannot go to journald.
+public struct JournalUnavailable: Error, Sendable {
+    public var message: String
+    public init(message: String) { self.message = message }
+}

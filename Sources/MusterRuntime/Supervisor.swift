@@ -35,6 +35,9 @@ public actor Supervisor {
         /// Listening sockets systemd passed (socket activation), by name: a socket named after a
         /// service becomes that service's listener for the address it is bound to.
         public var inheritedSockets: [(name: String, fd: Int32)]
+        /// Opens a stream into journald for `[logs] target = "journal"`: (identifier, priority) →
+        /// a descriptor, or why not. musterd passes libsystemd's `sd_journal_stream_fd`.
+        public var journalStream: @Sendable (String, Int32) -> Result<Int32, JournalUnavailable>
 
         public init(cgroups: Cgroups, reaper: Reaper, logs: LogPump, journal: EventJournal, store: StateStore?,
                     logDir: String, ports: ClosedRange<Int>, daemonEnvironment: [String: String], logger: Logger,
@@ -44,7 +47,10 @@ public actor Supervisor {
                     notify: @escaping @Sendable (String) -> Void = { _ in },
                     eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                     notifyDir: String = "/run/muster/notify",
-                    inheritedSockets: [(name: String, fd: Int32)] = []) {
+                    inheritedSockets: [(name: String, fd: Int32)] = [],
+                    journalStream: @escaping @Sendable (String, Int32) -> Result<Int32, JournalUnavailable> = { _, _ in
+                        .failure(JournalUnavailable(message: "journald is not available to this musterd"))
+                    }) {
             self.cgroups = cgroups
             self.reaper = reaper
             self.logs = logs
@@ -61,6 +67,7 @@ public actor Supervisor {
             self.eventLoopGroup = eventLoopGroup
             self.notifyDir = notifyDir
             self.inheritedSockets = inheritedSockets
+            self.journalStream = journalStream
         }
     }
 
@@ -339,12 +346,27 @@ public actor Supervisor {
                 break launch
             }
             let pipes: LogPump.Pipes
-            do {
-                pipes = try deps.logs.attach(path: logPath(spec.name, index), maxBytes: spec.logs.maxBytes, backups: spec.logs.backups)
-            } catch {
-                if let cgroup { deps.cgroups.remove(cgroup) }
-                failure = ("cannot open log pipes: \(error)", false)
-                break launch
+            switch spec.logs.target {
+            case .file:
+                do {
+                    pipes = try deps.logs.attach(path: logPath(spec.name, index), maxBytes: spec.logs.maxBytes, backups: spec.logs.backups)
+                } catch {
+                    if let cgroup { deps.cgroups.remove(cgroup) }
+                    failure = ("cannot open log pipes: \(error)", false)
+                    break launch
+                }
+            case .journal:
+                let identifier = LogSpec.journalIdentifier(service: spec.name, index: index)
+                switch (deps.journalStream(identifier, LOG_INFO), deps.journalStream(identifier, LOG_WARNING)) {
+                case (.success(let out), .success(let err)):
+                    pipes = LogPump.Pipes(stdoutWrite: out, stderrWrite: err)
+                case (let out, let err):
+                    for case .success(let fd) in [out, err] { Glibc.close(fd) }
+                    let why = [out, err].compactMap { if case .failure(let e) = $0 { e.message } else { nil } }.first ?? "?"
+                    if let cgroup { deps.cgroups.remove(cgroup) }
+                    failure = ("[logs] target = \"journal\": \(why)", false)
+                    break launch
+                }
             }
             var environment = plan.environment
             var notifySocket: NotifySocket?
@@ -721,6 +743,11 @@ public actor Supervisor {
             throw .badRequest("\"\(target)\" is not a log target (try web or web:0)")
         }
         guard let (name, index) = try resolve([target]).first else { throw notFound(target) }
+        if services[name]?.spec.logs.target == .journal {
+            let identifier = LogSpec.journalIdentifier(service: name, index: index ?? 0)
+            throw ControlError(status: 409, code: "logs_in_journal",
+                               message: "\(name) logs to the journal ([logs] target = \"journal\"): journalctl -t \(identifier) (add -f to follow)")
+        }
         return logPath(name, index ?? 0)
     }
 

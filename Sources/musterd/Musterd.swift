@@ -45,7 +45,11 @@ struct Musterd: AsyncParsableCommand {
             return
         }
 
+        // Under systemd with stderr connected to the journal: structured entries through
+        // sd_journal_send (MUSTER_SERVICE=, MUSTER_INSTANCE=, priority); otherwise plain text.
+        let toJournal = Journal.isStandardErrorJournal
         LoggingSystem.bootstrap { label in
+            if toJournal { return JournalLogHandler(label: label) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .info
             return handler
@@ -77,7 +81,10 @@ struct Musterd: AsyncParsableCommand {
             notify: { SystemdNotifier.notify($0) },
             eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
             notifyDir: PathText.directory(of: settings.controlSocket) + "/notify",
-            inheritedSockets: ListenSockets.take()))
+            inheritedSockets: ListenSockets.take(),
+            journalStream: { identifier, priority in
+                Journal.stream(identifier: identifier, priority: priority).mapError { JournalUnavailable(message: $0.message) }
+            }))
         let readiness = StartupReadiness { SystemdNotifier.notify("READY=1") }
 
         let router = ControlAPI.router(supervisor: supervisor, journal: journal, settings: .init(

@@ -326,4 +326,18 @@ import Testing
             #expect(await eventually(30) { !alive(daemonPid) })
         }
     }
+
+    @Test(.enabled(if: isRoot && !FileManager.default.fileExists(atPath: "/run/systemd/journal/stdout")))
+    func journalTargetWithoutJournaldSaysWhy() async throws {
+        let text = "command = [\"/bin/sleep\", \"1000\"]\n[restart]\nmax_failed_starts = 1\n[logs]\ntarget = \"journal\"\n"
+        try await DaemonHarness.with(services: ["worker": text]) { d in
+            try await d.start()
+            #expect(await eventually(10) { (try? d.instances("worker").first?.state) == "fatal" })
+            let reason = try d.instances("worker").first?.reason ?? ""
+            #expect(reason.contains("[logs] target = \"journal\": journald"), "\(reason)")
+            let logs = d.ctl("logs", "worker")
+            #expect(logs.code == 1)
+            #expect(logs.stderr.contains("journalctl -t muster/worker/0"), "\(logs.stderr)")
+        }
+    }
 }
