@@ -427,6 +427,12 @@ protocol = "{protocol}"
                               if i.get("state") == "running" and i.get("port") and i.get("ready", True))
         return []
 
+    def open_connections(self):
+        """Per service, the sum of the instances' `connections` (the proxy's in-flight count)."""
+        doc = self.status() or {}
+        return {s["name"]: sum(i.get("connections") or 0 for i in s.get("instances", []))
+                for s in doc.get("services", [])}
+
     def log_tail(self, lines=20):
         try:
             with open(os.path.join(self.tmp, "musterd.log"), errors="replace") as f:
@@ -478,7 +484,9 @@ def median(values):
 
 
 def report(results, order):
-    lines = [f"{'target':<14}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'proxy CPU %':>13}{'errors':>8}"]
+    # CPU µs per request: the proxy's own cost, less sensitive than req/s to what else the
+    # machine is doing (it is what the proxy takes away from the backends and the client).
+    lines = [f"{'target':<14}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'proxy CPU %':>13}{'CPU us/req':>12}{'errors':>8}"]
     med = {}
     for name in order:
         runs = results.get(name) or []
@@ -488,18 +496,26 @@ def report(results, order):
         m = {k: median([r[k] for r in runs]) for k in ("rps", "p50_ms", "p99_ms")}
         cpu = [r["cpu_percent"] for r in runs if "cpu_percent" in r]
         m["cpu_percent"] = median(cpu) if cpu else None
+        per_request = [r["cpu_percent"] / 100 / r["rps"] * 1e6 for r in runs if "cpu_percent" in r and r["rps"]]
+        m["cpu_us_per_request"] = median(per_request) if per_request else None
         m["errors"] = sum(r["non2xx"] + r["socket_errors"] for r in runs)
         med[name] = m
         cpu_text = f"{m['cpu_percent']:.0f}" if m["cpu_percent"] is not None else "-"
-        lines.append(f"{name:<14}{m['rps']:>12.0f}{m['p50_ms']:>10.3f}{m['p99_ms']:>10.3f}{cpu_text:>13}{m['errors']:>8}")
+        us_text = f"{m['cpu_us_per_request']:.1f}" if m["cpu_us_per_request"] is not None else "-"
+        lines.append(f"{name:<14}{m['rps']:>12.0f}{m['p50_ms']:>10.3f}{m['p99_ms']:>10.3f}{cpu_text:>13}{us_text:>12}{m['errors']:>8}")
     lines.append("")
 
     def ratio(a, b, label):
         if a in med and b in med:
             rps = med[a]["rps"] / med[b]["rps"]
             p99 = med[a]["p99_ms"] / med[b]["p99_ms"]
-            lines.append(f"{label:<28} req/s {rps:5.2f}x   p99 {p99:5.2f}x")
-            return {"rps": rps, "p99": p99}
+            line = f"{label:<28} req/s {rps:5.2f}x   p99 {p99:5.2f}x"
+            cpu = None
+            if med[a].get("cpu_us_per_request") and med[b].get("cpu_us_per_request"):
+                cpu = med[a]["cpu_us_per_request"] / med[b]["cpu_us_per_request"]
+                line += f"   CPU per request {cpu:5.2f}x"
+            lines.append(line)
+            return {"rps": rps, "p99": p99, "cpu_per_request": cpu}
         lines.append(f"{label:<28} (not measured)")
         return None
 
@@ -523,7 +539,7 @@ def main():
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument("--base-port", type=int, default=21000,
-                        help="instances use BASE..BASE+7, proxies BASE+100..BASE+104 (default 21000)")
+                        help="instances use BASE..BASE+63, proxies BASE+100..BASE+104 (default 21000)")
     parser.add_argument("--targets", default="direct,muster-http,haproxy-http,nginx-proxy,muster-tcp,haproxy-tcp",
                         help="comma-separated subset of the targets, in the order each round runs them")
     parser.add_argument("--peers-only", action="store_true", help="no musterd: start the 4 backends directly")
@@ -541,12 +557,13 @@ def main():
         signal.signal(sig, interrupted)
 
     order = [t.strip() for t in args.targets.split(",") if t.strip()]
-    instance_ports = list(range(args.base_port, args.base_port + 8))
+    # 64 ports for 8 instances: musterd skips a port that cannot be bound right now, and one a
+    # previous run's connections left in TIME-WAIT counts as such for a minute.
+    instance_ports = list(range(args.base_port, args.base_port + 64))
     muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port = range(args.base_port + 100, args.base_port + 105)
     res = Resources()
     try:
-        busy = [p for p in instance_ports + [muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port]
-                if not port_free(p)]
+        busy = [p for p in [muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port] if not port_free(p)]
         if busy:
             raise BenchError(f"ports in use: {busy} (pick another --base-port)")
         tmp = res.temp_dir("run")
@@ -573,7 +590,7 @@ def main():
                 muster = None
         if muster is None:
             # The same backends, started here (each in its own session).
-            backends = instance_ports[:4]
+            backends = [p for p in instance_ports if port_free(p)][:4]
             for port in backends:
                 res.start(Process(f"nginx-{port}", [NGINX, "-p", f"{tmp}/", "-c", f"{tmp}/nginx-{port}.conf"],
                                   os.path.join(tmp, f"nginx-{port}.log")))
@@ -618,6 +635,14 @@ def main():
                 log(f"round {round_number} {name:<13} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
                     f"p99 {r['p99_ms']:.3f} ms" + (f"  cpu {r['cpu_percent']:.0f}%" if "cpu_percent" in r else ""))
         text, med, ratios = report(results, order)
+        if muster is not None:
+            # wrk has closed every connection: the proxy's in-flight counts must be back to 0.
+            deadline = time.monotonic() + 5
+            left = muster.open_connections()
+            while any(left.values()) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                left = muster.open_connections()
+            text += "\n\nmuster in-flight after the runs (should be 0): " + ", ".join(f"{k} {v}" for k, v in sorted(left.items()))
         if muster_note:
             text += f"\n\nMuster not measured: {muster_note}"
         print(text, flush=True)
