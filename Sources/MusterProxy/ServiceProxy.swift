@@ -44,10 +44,10 @@ public final class ServiceProxy: Sendable {
         }
         context.settings = ProxySettings(spec)
         listeners.withLockedValue { $0.merge(bound) { _, new in new } }
-        for address in current where !spec.listen.contains(address) {
-            let channel = listeners.withLockedValue { $0.removeValue(forKey: address) }
-            try? await channel?.close()
+        let removed = current.filter { !spec.listen.contains($0) }.compactMap { address in
+            listeners.withLockedValue { $0.removeValue(forKey: address) }
         }
+        await Self.closeListeners(removed)
     }
 
     /// Stops accepting; connections already open go on until they finish or are closed by the
@@ -57,8 +57,18 @@ public final class ServiceProxy: Sendable {
             defer { state.removeAll() }
             return Array(state.values)
         }
-        for channel in channels { try? await channel.close() }
+        await Self.closeListeners(channels)
         backends.failWaiters(.closing)
+    }
+
+    /// Stops accepting first, and closes a moment later: NIO closes a connection it accepted if
+    /// the listener is closed before that connection's setup has finished, and the client would
+    /// see a reset instead of an answer (or, under socket activation, the next musterd's).
+    private static func closeListeners(_ channels: [any Channel]) async {
+        guard !channels.isEmpty else { return }
+        for channel in channels { try? await channel.setOption(ChannelOptions.autoRead, value: false).get() }
+        try? await Task.sleep(for: .milliseconds(50))
+        for channel in channels { try? await channel.close() }
     }
 
     private func bind(_ address: ListenAddress, inheritedSocket: CInt?) async throws -> any Channel {

@@ -126,6 +126,27 @@ extension Supervisor {
         for name in proxies.keys where !keep.contains(name) { closeProxy(name) }
     }
 
+    /// At shutdown: stop accepting, then keep the instances serving until the client connections
+    /// already accepted are done (at most the longest `drain_timeout`), and only then let the
+    /// instances drain and stop. Under socket activation the kernel queues new connections for
+    /// the next musterd meanwhile, so a restart loses none.
+    func serveLastConnections() async {
+        guard !proxies.isEmpty else { return }
+        servingLastConnections = true
+        defer { servingLastConnections = false }
+        for proxy in proxies.values { await proxy.close() }
+        let bound = services.values.compactMap(\.spec.proxy?.drainTimeout).max() ?? .zero
+        let deadline = ContinuousClock.now + bound
+        // A connection the listener accepted just before it closed is counted only once its event
+        // loop has set it up, a moment later: wait for a quiet spell, not a single zero.
+        var quietChecks = 0
+        while ContinuousClock.now < deadline, quietChecks < 5 {
+            let open = proxies.values.contains { $0.counters.openConnections.load(ordering: .relaxed) > 0 }
+            quietChecks = open ? 0 : quietChecks + 1
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     func closeProxy(_ name: String) {
         guard let proxy = proxies.removeValue(forKey: name) else { return }
         proxyErrors[name] = nil
@@ -165,9 +186,11 @@ extension Supervisor {
         emit("draining", service: service, index: backend.index,
              message: "out of the rotation; \(inFlight) in flight, up to \(DurationText.format(timeout)) to finish")
         Task {
-            while backend.counters.inFlight.load(ordering: .relaxed) > 0, ContinuousClock.now - start < timeout {
+            // At least one pause: a request that picked this instance just before the rotation
+            // changed counts itself in flight a moment later.
+            repeat {
                 try? await Task.sleep(for: .milliseconds(10))
-            }
+            } while backend.counters.inFlight.load(ordering: .relaxed) > 0 && ContinuousClock.now - start < timeout
             await self.drainFinished(service: service, index: backend.index, generation: generation,
                                      leftover: backend.counters.inFlight.load(ordering: .relaxed))
         }

@@ -115,6 +115,8 @@ public actor Supervisor {
     /// Why a service's listener is not open, for `status`.
     var proxyErrors: [String: String] = [:]
     var listenersBound = false
+    /// Shutting down, listeners closed, instances still serving the connections already accepted.
+    var servingLastConnections = false
     var rates = RateMeter<ObjectIdentifier>()
     /// Requests through instances that have ended, per service, so totals never go backwards.
     var endedRequests: [String: Int] = [:]
@@ -204,7 +206,7 @@ public actor Supervisor {
         shuttingDown = true
         deps.notify("STOPPING=1")
         emit("shutdown", message: "stopping all instances")
-        for proxy in proxies.values { await proxy.close() }
+        await serveLastConnections()
         reconcile()
         await waitUntil(timeout: nil) { $0.isIdle }
         wakeTask?.cancel()
@@ -232,7 +234,7 @@ public actor Supervisor {
             guard var entry = services[name] else { continue }
             let before = entry.records.mapValues(\.state)
             let plan = ServicePlanner.plan(records: &entry.records, intent: entry.intent, spec: entry.spec,
-                                           shuttingDown: shuttingDown || entry.removing, now: now)
+                                           shuttingDown: (shuttingDown && !servingLastConnections) || entry.removing, now: now)
             for (index, record) in entry.records where before[index] == .starting && record.state == .running {
                 emit("running", service: name, index: index, message: "running (pid \(record.pid ?? 0)) after \(DurationText.format(.seconds(entry.spec.restart.startSeconds)))", pid: record.pid)
             }
@@ -435,10 +437,12 @@ public actor Supervisor {
         guard let live = entry.live[index] else { return }
         if let backend = live.backend, let proxy = entry.spec.proxy, entry.published.contains(ObjectIdentifier(backend)),
            proxy.drainTimeout > .zero, var record = entry.records[index] {
+            // Not published here: the pass that stops several instances at once must judge each
+            // against the rotation as it stood before, and every caller reconciles (which
+            // publishes) in this same actor turn, before the drain's first look at inFlight.
             record.draining = true
             record.deadline = now + proxy.drainTimeout + entry.spec.stop.timeout
             entry.records[index] = record
-            publishRotation(&entry)
             startDrain(service: entry.spec.name, backend: backend, generation: live.generation, timeout: proxy.drainTimeout)
             return
         }
