@@ -13,9 +13,15 @@ public struct PortAllocator: Sendable {
 
     public func port(of owner: String) -> Int? { byOwner[owner] }
 
-    /// The owner's port, allocating the next free one if it has none.
+    /// The owner's port, allocating the next free one if it has none. Called only when the
+    /// owner's process is not running: if its port has been taken meanwhile (another program,
+    /// or a daemon that probed the same range a moment earlier), it gets another one instead of
+    /// failing on the same port at every restart.
     public mutating func allocate(for owner: String, isFree: (Int) -> Bool) -> Int? {
-        if let port = byOwner[owner] { return port }
+        if let port = byOwner[owner] {
+            if isFree(port) { return port }
+            release(owner)
+        }
         for _ in 0..<range.count {
             let candidate = cursor
             cursor = cursor == range.upperBound ? range.lowerBound : cursor + 1

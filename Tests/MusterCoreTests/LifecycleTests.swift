@@ -231,6 +231,18 @@ struct PlanningTests {
         #expect(ports.allocate(for: "api:3") { _ in true } == nil)
     }
 
+    @Test func aSlotWhosePortWasTakenMeanwhileGetsAnotherOne() {
+        var ports = PortAllocator(range: 20000...20003)
+        #expect(ports.allocate(for: "web:0") { _ in true } == 20000)
+        // The instance died; something else now listens on 20000.
+        #expect(ports.allocate(for: "web:0") { $0 != 20000 } == 20001)
+        #expect(ports.port(of: "web:0") == 20001)
+        // 20000 is no longer ours: another slot may have it once it is free again.
+        #expect(ports.allocate(for: "web:1") { _ in true } == 20002)
+        #expect(ports.allocate(for: "web:2") { _ in true } == 20003)
+        #expect(ports.allocate(for: "web:3") { _ in true } == 20000)
+    }
+
     @Test func launchPlanExpandsPlaceholdersInACleanEnvironment() {
         var spec = ServiceSpec(name: "web", command: ["app", "--port", "{port}", "--id={service}-{index}"], directory: "/srv/{service}/{index}")
         spec.environment = ["LISTEN": "127.0.0.1:{port}", "APP_ENV": "production"]
