@@ -4,8 +4,8 @@
 /// probes, passes each result with its time, and acts on the transition it gets back.
 ///
 /// Which inputs count depends on the check: probe results for tcp, http and exec; `READY=1` for
-/// notify; the end of the start period for none. The others are ignored, so the caller can forward
-/// everything it sees without knowing the rules.
+/// notify. The others are ignored, so the caller can forward everything it sees without knowing
+/// the rules. Without a check there is no tracker: `Readiness` makes a running instance ready.
 public struct HealthTracker: Sendable, Equatable {
     /// One check's outcome, as shown in status.
     public struct CheckResult: Sendable, Equatable {
@@ -95,14 +95,6 @@ public struct HealthTracker: Sendable, Equatable {
         guard check == .notify else { return .none }
         lastResult = CheckResult(healthy: true, message: "READY=1", at: now)
         consecutiveSuccesses += 1
-        return isReady ? .none : becomeReady()
-    }
-
-    /// The start period (`start_seconds`) passed with the process still running. Counts only with
-    /// check = none: without a check, surviving the start is the only signal there is.
-    public mutating func startPeriodElapsed(at now: ContinuousClock.Instant) -> Transition {
-        guard check == .none else { return .none }
-        lastResult = CheckResult(healthy: true, message: "running (no health check)", at: now)
         return isReady ? .none : becomeReady()
     }
 

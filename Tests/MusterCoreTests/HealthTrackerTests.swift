@@ -107,22 +107,10 @@ struct HealthTrackerTests {
         #expect(tracker.isReady)
     }
 
-    @Test func withoutACheckTheEndOfTheStartPeriodMakesItReady() {
-        var tracker = HealthTracker(spec: spec(.none), startedAt: start)
-        #expect(!tracker.isProbed)
-        #expect(tracker.startPeriodElapsed(at: start + .seconds(1)) == .becameReady)
-        #expect(tracker.isReady)
-        #expect(tracker.lastResult?.healthy == true)
-    }
-
     @Test func inputsThatDoNotBelongToTheCheckAreIgnored() {
         var probed = HealthTracker(spec: spec(.http, rise: 1), startedAt: start)
         #expect(probed.notifyReady(at: start) == .none)
-        #expect(probed.startPeriodElapsed(at: start) == .none)
         #expect(!probed.isReady)
-        var notify = HealthTracker(spec: spec(.notify), startedAt: start)
-        #expect(notify.startPeriodElapsed(at: start) == .none)
-        #expect(!notify.isReady)
     }
 
     @Test func riseAndFallBelowOneCountAsOne() {
