@@ -10,7 +10,8 @@ extension Supervisor {
 
     /// The notify socket an instance gets as NOTIFY_SOCKET, when its check is notify.
     func openNotifySocket(service: String, index: Int, generation: Int, owner: Credentials?) throws(NotifySocket.Failure) -> NotifySocket {
-        try FileSystemDirectories.ensure(deps.notifyDir)
+        do { try FileSystem.makeDirectories(deps.notifyDir) }
+        catch { throw NotifySocket.Failure(description: "cannot create \(deps.notifyDir): \(error)") }
         return try NotifySocket(path: "\(deps.notifyDir)/\(service)-\(index)-\(generation).sock", owner: owner, loop: Self.readinessLoop)
     }
 
@@ -67,12 +68,5 @@ extension Supervisor {
         }
         services[service] = entry
         reconcile()
-    }
-}
-
-enum FileSystemDirectories {
-    static func ensure(_ path: String) throws(NotifySocket.Failure) {
-        do { try FileSystem.makeDirectories(path) }
-        catch { throw NotifySocket.Failure(description: "cannot create \(path): \(error)") }
     }
 }
