@@ -30,15 +30,23 @@ import Testing
             """
     }
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+    /// `bind` or `connect` of `fd` to 127.0.0.1:`port`; the call's result.
+    static func onLoopback(_ fd: Int32, _ port: Int, _ call: (Int32, UnsafePointer<sockaddr>?, socklen_t) -> Int32) -> Int32 {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        _ = onLoopback(fd, 0, bind)
+        var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         return Int(UInt16(bigEndian: address.sin_port))
     }
@@ -220,12 +228,8 @@ import Testing
             // An address something else holds: the reload is refused and nothing changes.
             let blocker = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(blocker) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
             let taken = Self.freePort()
-            address.sin_port = UInt16(taken).bigEndian
-            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(blocker, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            _ = Self.onLoopback(blocker, taken, bind)
             listen(blocker, 1)
             try d.write(service: "web", Self.service(instances: 2, port: taken))
             let refused = d.ctl("reload")
@@ -272,10 +276,6 @@ import Testing
             // musterd at the first connection: that one waits in the socket's queue meanwhile.
             let early = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(early) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(port).bigEndian
             // Through a shell that waits for it: Foundation's Process, watching
             // systemd-socket-activate as its direct child across the exec, stopped reaping the
             // other children of the test process (a blocking wait4 on that pid).
@@ -285,9 +285,7 @@ import Testing
             // Connect (retrying until systemd-socket-activate listens); that starts musterd.
             var connected = false
             for _ in 0..<200 where !connected {
-                connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(early, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                } == 0
+                connected = Self.onLoopback(early, port, connect) == 0
                 if !connected { try await Task.sleep(for: .milliseconds(50)) }
             }
             try #require(connected)
