@@ -16,6 +16,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var controlGroup: String
     /// Where `/metrics` is served (Prometheus text format); nil: not served.
     public var metricsListen: ListenAddress?
+    /// How often the autoscaler samples load and decides.
+    public var metricsInterval: Duration = .seconds(1)
     /// The file this was read from.
     public var path: String
 
@@ -69,6 +71,10 @@ public struct DaemonConfig: Sendable, Equatable {
             if let value = reader.string("metrics_listen", example: "\"127.0.0.1:9464\"") {
                 if let address = ListenAddress.parse(value) { config.metricsListen = address }
                 else { reader.fail("metrics_listen", .string(value), "not a host:port (try \"127.0.0.1:9464\")") }
+            }
+            if let value = reader.duration("metrics_interval", example: "\"1s\"") {
+                if value >= .milliseconds(100) && value <= .seconds(60) { config.metricsInterval = value }
+                else { reader.fail("metrics_interval", .string(DurationText.format(value)), "must be from 100ms to 60s (try metrics_interval = \"1s\")") }
             }
             reader.finish()
             issues += reader.issues

@@ -106,6 +106,20 @@ public enum ManifestDecoder {
             reader.finish()
             issues += reader.issues
         }
+        if let autoscale = top.subtable("autoscale") {
+            var reader = TableReader(file: fileName, table: "autoscale", entries: autoscale)
+            spec.autoscale = decodeAutoscale(&reader, hasProxy: spec.proxy != nil)
+            if let bounds = spec.autoscale {
+                if top.value("instances") == nil {
+                    // Not written: the service starts at the bound nearest the default of one.
+                    spec.instances = bounds.clamped(spec.instances)
+                } else if bounds.clamped(spec.instances) != spec.instances {
+                    top.fail("instances", .integer(spec.instances), "is the starting count of an autoscaled service and must be within [autoscale] min = \(bounds.min) to max = \(bounds.max) (set it between them, or leave it out)")
+                }
+            }
+            reader.finish()
+            issues += reader.issues
+        }
         top.finish()
         issues = top.issues + issues
         issues += Placeholders.problems(in: spec, file: fileName)
@@ -139,6 +153,73 @@ public enum ManifestDecoder {
             reader.fail(key, .string("0s"), "must be longer than 0 (try \"1s\")")
         }
         return spec
+    }
+
+    /// nil when a required key is missing or a key is wrong (the reader holds why).
+    private static func decodeAutoscale(_ reader: inout TableReader, hasProxy: Bool) -> AutoscaleSpec? {
+        let maximum = reader.integer("max", example: "10", range: 1...10_000)
+        if maximum == nil && reader.value("max") == nil {
+            reader.fail("max", nil, "is required: the most instances the autoscaler may run (try max = 10)")
+        }
+        var spec = AutoscaleSpec(max: maximum ?? 1)
+        var valid = maximum != nil
+        if let minimum = reader.integer("min", example: "1", range: 0...10_000) {
+            if let maximum, minimum > maximum {
+                reader.fail("min", .integer(minimum), "is above max = \(maximum) (try min = 1)")
+                valid = false
+            }
+            spec.min = minimum
+        }
+        if let metric = reader.string("metric", example: "\"concurrency\"") {
+            if let value = AutoscaleSpec.Metric(rawValue: metric) { spec.metric = value }
+            else {
+                let near = Suggestions.nearest(to: metric, in: AutoscaleSpec.Metric.allCases.map(\.rawValue))
+                reader.fail("metric", .string(metric), "must be concurrency, rps, cpu or memory" + (near.map { " (did you mean \"\($0)\"?)" } ?? ""))
+                valid = false
+            }
+        }
+        switch spec.metric {
+        case .memory:
+            if let bytes = reader.size("target", example: "\"200M\"") {
+                if bytes >= 1 << 20 { spec.target = Double(bytes) }
+                else { reader.fail("target", .integer(Int(bytes)), "is below 1M of memory per instance (try target = \"200M\")"); valid = false }
+            } else if reader.value("target") == nil {
+                reader.fail("target", nil, "is required with metric = \"memory\": bytes per instance (try target = \"200M\")")
+                valid = false
+            }
+        case .cpu:
+            if let cores = reader.number("target", example: "0.8", minimum: 0.01) { spec.target = cores }
+            else if reader.value("target") == nil { spec.target = 0.8 }
+        case .concurrency, .rps:
+            if let value = reader.number("target", example: "10", minimum: 0.01) { spec.target = value }
+        }
+        if let value = reader.number("tolerance", example: "0.1", minimum: 0) {
+            if value < 1 { spec.tolerance = value }
+            else { reader.fail("tolerance", .float(value), "must be below 1: it is a share of the target (try tolerance = 0.1)"); valid = false }
+        }
+        if let value = reader.number("panic_threshold", example: "2.0", minimum: 1) { spec.panicThreshold = value }
+        if let count = reader.integer("max_scale_up", example: "0", range: 0...10_000) { spec.maxScaleUp = count }
+        if let count = reader.integer("max_scale_down", example: "1", range: 0...10_000) { spec.maxScaleDown = count }
+        for (key, example, keyPath) in [("window", "\"30s\"", \AutoscaleSpec.window), ("panic_window", "\"3s\"", \AutoscaleSpec.panicWindow),
+                                        ("scale_down_delay", "\"60s\"", \AutoscaleSpec.scaleDownDelay),
+                                        ("scale_to_zero_after", "\"5m\"", \AutoscaleSpec.scaleToZeroAfter)] {
+            guard let value = reader.duration(key, example: example) else { continue }
+            if value > .zero { spec[keyPath: keyPath] = value }
+            else { reader.fail(key, .string("0s"), "must be longer than 0 (try \(key) = \(example))"); valid = false }
+        }
+        if spec.panicWindow > spec.window {
+            reader.fail("panic_window", .string(DurationText.format(spec.panicWindow)), "is longer than window (\(DurationText.format(spec.window))): the panic window is the short one (try panic_window = \"3s\")")
+            valid = false
+        }
+        if !hasProxy && spec.metric.comesFromProxy {
+            reader.fail("metric", .string(spec.metric.rawValue), "is measured by the service's proxy, and this service has no [proxy] (add one, or use metric = \"cpu\" or \"memory\")")
+            valid = false
+        }
+        if !hasProxy && spec.min == 0 {
+            reader.fail("min", .integer(0), "scaling to zero needs a [proxy] to hold the first request while an instance starts (add one, or set min = 1)")
+            valid = false
+        }
+        return valid ? spec : nil
     }
 
     private static func decodeHealth(_ reader: inout TableReader, into health: inout HealthSpec) {

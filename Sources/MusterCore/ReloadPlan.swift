@@ -18,7 +18,7 @@ public struct ReloadPlan: Sendable, Equatable {
     public var changed: [String] = []
     /// Only `instances` changed: scale without restarting the others.
     public var rescaled: [Rescale] = []
-    /// The `[proxy]` or `[health]` table changed: applied to the running instances, no restart.
+    /// The `[proxy]`, `[health]` or `[autoscale]` table changed: applied to the running instances, no restart.
     public var reconfigured: [String] = []
     public var unchanged: [String] = []
 
@@ -30,7 +30,7 @@ public struct ReloadPlan: Sendable, Equatable {
             if before == after { unchanged.append(name); continue }
             if after.needsRestart(comparedTo: before) { changed.append(name); continue }
             if before.instances != after.instances { rescaled.append(.init(name: name, from: before.instances, to: after.instances)) }
-            if before.proxy != after.proxy || before.health != after.health { reconfigured.append(name) }
+            if before.proxy != after.proxy || before.health != after.health || before.autoscale != after.autoscale { reconfigured.append(name) }
         }
         removed = old.keys.filter { new[$0] == nil }.sorted()
     }

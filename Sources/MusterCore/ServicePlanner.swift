@@ -9,12 +9,30 @@ public struct ServiceIntent: Sendable, Equatable, Codable {
     /// The manifest's `instances` when this intent was recorded: when the manifest changes it, the
     /// manifest wins over a count saved from an earlier `scale`.
     public var manifestInstances: Int
+    /// `musterctl autoscale pause`: the autoscaler measures but does not decide, and `scale` is
+    /// the operator's again.
+    public var autoscalePaused: Bool
 
-    public init(desired: Int, started: Bool = true, held: Set<Int> = [], manifestInstances: Int? = nil) {
+    public init(desired: Int, started: Bool = true, held: Set<Int> = [], manifestInstances: Int? = nil, autoscalePaused: Bool = false) {
         self.desired = desired
         self.started = started
         self.held = held
         self.manifestInstances = manifestInstances ?? desired
+        self.autoscalePaused = autoscalePaused
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case desired, started, held, manifestInstances, autoscalePaused
+    }
+
+    /// State files written before the autoscaler lack `autoscalePaused`.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        desired = try container.decode(Int.self, forKey: .desired)
+        started = try container.decode(Bool.self, forKey: .started)
+        held = try container.decode(Set<Int>.self, forKey: .held)
+        manifestInstances = try container.decode(Int.self, forKey: .manifestInstances)
+        autoscalePaused = try container.decodeIfPresent(Bool.self, forKey: .autoscalePaused) ?? false
     }
 
     public func wants(_ index: Int) -> Bool { started && index < desired && !held.contains(index) }

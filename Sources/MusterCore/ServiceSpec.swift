@@ -16,6 +16,9 @@ public struct ServiceSpec: Sendable, Equatable {
     /// The listener in front of the instances; nil when the service has none.
     public var proxy: ProxySpec?
     public var health: HealthSpec = .init()
+    /// Bounds and signal for the autoscaler; nil: the instance count is the operator's alone.
+    /// With it, `instances` is only the starting count.
+    public var autoscale: AutoscaleSpec?
     /// The file this came from; not part of what makes two specs equal.
     public var sourcePath: String
 
@@ -52,16 +55,17 @@ public struct ServiceSpec: Sendable, Equatable {
             && group == other.group && environment == other.environment
             && inheritEnvironment == other.inheritEnvironment && instances == other.instances
             && restart == other.restart && stop == other.stop && resources == other.resources && logs == other.logs
-            && proxy == other.proxy && health == other.health
+            && proxy == other.proxy && health == other.health && autoscale == other.autoscale
     }
 
     /// Differs in what its processes are started with: only a restart applies such a change.
-    /// The instance count, the proxy and the health check apply to running processes.
+    /// The instance count, the proxy, the health check and the autoscaler apply to running processes.
     public func needsRestart(comparedTo other: ServiceSpec) -> Bool {
         var copy = other
         copy.instances = instances
         copy.proxy = proxy
         copy.health = health
+        copy.autoscale = autoscale
         return copy != self
     }
 
