@@ -79,7 +79,7 @@ let package = Package(
         .target(
             name: "MusterMetrics",
             dependencies: [
-                "MusterRuntime", "MusterProxy", "MusterCore",
+                "MusterRuntime", "MusterProxy", "MusterCore", "MusterAPI",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]

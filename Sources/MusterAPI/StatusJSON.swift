@@ -51,6 +51,21 @@ extension StatusResponse {
             } else {
                 out.raw("null")
             }
+            out.raw(",\"autoscale\":")
+            if let scaler = service.autoscale {
+                out.raw("{\"metric\":"); out.string(scaler.metric)
+                out.raw(",\"target\":"); out.number(scaler.target)
+                out.raw(",\"min\":"); out.integer(scaler.min)
+                out.raw(",\"max\":"); out.integer(scaler.max)
+                out.raw(",\"desired\":"); out.integer(scaler.desired)
+                out.raw(",\"current\":"); out.integer(scaler.current)
+                out.raw(",\"load\":"); out.number(scaler.load)
+                out.raw(",\"paused\":"); out.raw(scaler.paused ? "true" : "false")
+                out.raw(",\"panicking\":"); out.raw(scaler.panicking ? "true" : "false")
+                out.raw("}")
+            } else {
+                out.raw("null")
+            }
             out.raw("}")
         }
         out.raw("]}\n")

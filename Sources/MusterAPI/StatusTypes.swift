@@ -15,9 +15,13 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
     public var source: String
     /// The service's proxy listener; nil when it has no `[proxy]`.
     public var proxy: ProxyStatus?
+    /// The autoscaler's state; nil when the service has no `[autoscale]`.
+    public var autoscale: AutoscaleSummary?
 
-    public init(name: String, desired: Int, started: Bool, instances: [InstanceStatus], source: String, proxy: ProxyStatus? = nil) {
+    public init(name: String, desired: Int, started: Bool, instances: [InstanceStatus], source: String, proxy: ProxyStatus? = nil,
+                autoscale: AutoscaleSummary? = nil) {
         self.name = name
+        self.autoscale = autoscale
         self.desired = desired
         self.started = started
         self.proxy = proxy

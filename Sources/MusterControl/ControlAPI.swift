@@ -30,7 +30,8 @@ public enum ControlAPI {
     /// Every route the server answers, as "METHOD /path"; tests compare it with the OpenAPI document.
     public static let routes = [
         "GET /v1/version", "GET /v1/status", "POST /v1/start", "POST /v1/stop", "POST /v1/restart",
-        "POST /v1/signal", "POST /v1/services/{name}/scale", "POST /v1/reload", "GET /v1/logs/{target}",
+        "POST /v1/signal", "POST /v1/services/{name}/scale",
+        "GET /v1/services/{name}/autoscale", "POST /v1/services/{name}/autoscale/pause", "POST /v1/services/{name}/autoscale/resume", "POST /v1/reload", "GET /v1/logs/{target}",
         "GET /v1/events", "POST /v1/shutdown",
     ]
 
@@ -72,6 +73,15 @@ public enum ControlAPI {
             let name = context.parameters.get("name") ?? ""
             let body = try await decode(ScaleRequest.self, request, context)
             return JSONBody.response(ActionResponse(results: try await supervisor.scale(name, to: body.instances)))
+        }
+        v1.get("services/:name/autoscale") { _, context in
+            JSONBody.response(try await supervisor.autoscaleReport(context.parameters.get("name") ?? ""))
+        }
+        v1.post("services/:name/autoscale/pause") { _, context in
+            JSONBody.response(ActionResponse(results: try await supervisor.setAutoscalePaused(context.parameters.get("name") ?? "", paused: true)))
+        }
+        v1.post("services/:name/autoscale/resume") { _, context in
+            JSONBody.response(ActionResponse(results: try await supervisor.setAutoscalePaused(context.parameters.get("name") ?? "", paused: false)))
         }
         v1.post("reload") { request, _ in
             let dryRun = ["1", "true", "yes"].contains(request.uri.queryParameters.get("dry_run") ?? "")

@@ -50,6 +50,15 @@ public final class MetricsExporter: Sendable {
             for service in snapshot.services {
                 let name = service.name
                 gauge("muster_service_desired_instances", [("service", name)], Double(service.desired))
+                if let scaler = service.autoscale {
+                    let labels = [("service", name), ("metric", scaler.metric)]
+                    gauge("muster_autoscale_desired_instances", [("service", name)], Double(scaler.desired))
+                    gauge("muster_autoscale_current_instances", [("service", name)], Double(scaler.current))
+                    gauge("muster_autoscale_load", labels, scaler.load ?? 0)
+                    gauge("muster_autoscale_target", labels, scaler.target)
+                    gauge("muster_autoscale_panic", [("service", name)], scaler.panicking ? 1 : 0)
+                    gauge("muster_autoscale_paused", [("service", name)], scaler.paused ? 1 : 0)
+                }
                 if let proxy = service.proxy {
                     gauge("muster_proxy_open_connections", [("service", name)], Double(proxy.openConnections.load(ordering: .relaxed)))
                     gauge("muster_proxy_queued_requests", [("service", name)], Double(service.queued))

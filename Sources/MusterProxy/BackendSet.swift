@@ -17,6 +17,7 @@ public final class BackendSet: Sendable {
         var ready: [Backend] = []
         var waiters: [Int: Waiter] = [:]
         var nextWaiterID = 0
+        var activator: (@Sendable () -> Void)?
     }
 
     private let state = NIOLockedValueBox(State())
@@ -25,6 +26,13 @@ public final class BackendSet: Sendable {
     public let queued = ManagedAtomic<Int>(0)
 
     public init() {}
+
+    /// `hook` runs each time a request starts waiting because no instance is ready: the
+    /// autoscaler's activator, which starts instances for a service scaled to zero at once rather
+    /// than at its next tick. It runs on the event loop, so it only hands the news on.
+    public func onWaiting(_ hook: @escaping @Sendable () -> Void) {
+        state.withLockedValue { $0.activator = hook }
+    }
 
     /// The instances in rotation, in index order.
     public var ready: [Backend] { state.withLockedValue { $0.ready } }
@@ -64,8 +72,8 @@ public final class BackendSet: Sendable {
     public func waitForReady(on eventLoop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<Backend> {
         if let backend = next() { return eventLoop.makeSucceededFuture(backend) }
         let promise = eventLoop.makePromise(of: Backend.self)
-        let registered: Bool = state.withLockedValue { state in
-            guard state.ready.isEmpty else { return false }
+        let (registered, activator): (Bool, (@Sendable () -> Void)?) = state.withLockedValue { state in
+            guard state.ready.isEmpty else { return (false, nil) }
             let id = state.nextWaiterID
             state.nextWaiterID += 1
             let timeoutTask = eventLoop.scheduleTask(in: timeout) { [weak self] in
@@ -77,10 +85,11 @@ public final class BackendSet: Sendable {
                 }
             }
             state.waiters[id] = Waiter(promise: promise, timeout: timeoutTask)
-            return true
+            return (true, state.activator)
         }
         if registered {
             queued.wrappingIncrement(ordering: .relaxed)
+            activator?()
             return promise.futureResult
         }
         // An instance became ready between the first look and taking the lock.

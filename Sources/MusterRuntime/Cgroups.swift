@@ -388,31 +388,47 @@ public final class UsageReader: Sendable {
     public func read(now: ContinuousClock.Instant = .now) -> Cgroups.Usage {
         state.withLock { s in
             if let latest = s.latest, now - latest.at < Self.sampleInterval { return latest.usage }
-            if !s.opened {
-                s.opened = true
-                s.cpuFD = paths.cpu.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1
-                s.memoryFD = paths.memory.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1
-            }
             var usage = Cgroups.Usage()
-            if let stat = Self.pread(s.cpuFD), let micros = Cgroups.field("usage_usec", in: stat) {
-                let seconds = Double(micros) / 1e6
+            let (cpuSeconds, memoryBytes) = readFiles(&s)
+            if let seconds = cpuSeconds {
                 usage.cpuSeconds = seconds
                 let elapsed = (now - s.previousCPU.at).seconds
                 if elapsed > 0 { usage.cpuPercent = max(0, (seconds - s.previousCPU.seconds) / elapsed * 100) }
                 s.previousCPU = (seconds, now)
             }
-            if let text = Self.pread(s.memoryFD) {
-                if memoryIsStatm {
-                    // "size resident shared …" in pages.
-                    let fields = text.split(separator: " ")
-                    if fields.count > 1, let pages = UInt64(fields[1]) { usage.memoryBytes = pages * UInt64(sysconf(Int32(_SC_PAGESIZE))) }
-                } else {
-                    usage.memoryBytes = UInt64(text.trimmingWhitespace())
-                }
-            }
+            usage.memoryBytes = memoryBytes
             s.latest = (usage, now)
             return usage
         }
+    }
+
+    /// CPU seconds and memory right now, past the shared sample: the autoscaler keeps its own
+    /// previous reading, so its rate neither waits for nor disturbs what `status` shows.
+    public func readFresh() -> (cpuSeconds: Double?, memoryBytes: UInt64?) {
+        state.withLock { s in readFiles(&s) }
+    }
+
+    private func readFiles(_ s: inout State) -> (cpuSeconds: Double?, memoryBytes: UInt64?) {
+        if !s.opened {
+            s.opened = true
+            s.cpuFD = paths.cpu.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1
+            s.memoryFD = paths.memory.map { open($0, O_RDONLY | O_CLOEXEC) } ?? -1
+        }
+        var cpuSeconds: Double?
+        var memoryBytes: UInt64?
+        if let stat = Self.pread(s.cpuFD), let micros = Cgroups.field("usage_usec", in: stat) {
+            cpuSeconds = Double(micros) / 1e6
+        }
+        if let text = Self.pread(s.memoryFD) {
+            if memoryIsStatm {
+                // "size resident shared …" in pages.
+                let fields = text.split(separator: " ")
+                if fields.count > 1, let pages = UInt64(fields[1]) { memoryBytes = pages * UInt64(sysconf(Int32(_SC_PAGESIZE))) }
+            } else {
+                memoryBytes = UInt64(text.trimmingWhitespace())
+            }
+        }
+        return (cpuSeconds, memoryBytes)
     }
 
     /// cgroupfs regenerates a file's content on every read from offset 0.

@@ -1,3 +1,4 @@
+import MusterAPI
 import MusterCore
 import MusterProxy
 
@@ -11,6 +12,8 @@ public struct MetricsSnapshot: Sendable {
         /// The proxy's own counters; nil without a proxy.
         public var proxy: ServiceCounters?
         public var queued: Int
+        /// The autoscaler's state; nil when the service has no `[autoscale]`.
+        public var autoscale: AutoscaleSummary?
     }
 
     public struct Instance: Sendable {
@@ -45,7 +48,8 @@ extension Supervisor {
             }
             let proxy = proxies[name]
             services.append(.init(name: name, desired: entry.removing ? 0 : entry.intent.desired, instances: instances,
-                                  proxy: proxy?.counters, queued: proxy?.backends.queued.load(ordering: .relaxed) ?? 0))
+                                  proxy: proxy?.counters, queued: proxy?.backends.queued.load(ordering: .relaxed) ?? 0,
+                                  autoscale: autoscaleSummary(name, entry: entry)))
         }
         return MetricsSnapshot(services: services)
     }

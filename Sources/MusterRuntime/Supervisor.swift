@@ -38,6 +38,8 @@ public actor Supervisor {
         /// Opens a stream into journald for `[logs] target = "journal"`: (identifier, priority) →
         /// a descriptor, or why not. musterd passes libsystemd's `sd_journal_stream_fd`.
         public var journalStream: @Sendable (String, Int32) -> Result<Int32, JournalUnavailable>
+        /// How often the autoscaler samples load and decides (`metrics_interval`).
+        public var metricsInterval: Duration
 
         public init(cgroups: Cgroups, reaper: Reaper, logs: LogPump, journal: EventJournal, store: StateStore?,
                     logDir: String, ports: ClosedRange<Int>, daemonEnvironment: [String: String], logger: Logger,
@@ -50,7 +52,8 @@ public actor Supervisor {
                     inheritedSockets: [(name: String, fd: Int32)] = [],
                     journalStream: @escaping @Sendable (String, Int32) -> Result<Int32, JournalUnavailable> = { _, _ in
                         .failure(JournalUnavailable(message: "journald is not available to this musterd"))
-                    }) {
+                    },
+                    metricsInterval: Duration = .seconds(1)) {
             self.cgroups = cgroups
             self.reaper = reaper
             self.logs = logs
@@ -68,6 +71,7 @@ public actor Supervisor {
             self.notifyDir = notifyDir
             self.inheritedSockets = inheritedSockets
             self.journalStream = journalStream
+            self.metricsInterval = metricsInterval
         }
     }
 
@@ -120,6 +124,9 @@ public actor Supervisor {
     var rates = RateMeter<ObjectIdentifier>()
     /// Requests through instances that have ended, per service, so totals never go backwards.
     var endedRequests: [String: Int] = [:]
+    /// One per service with an `[autoscale]` table.
+    var autoscalers: [String: AutoscaleState] = [:]
+    private var autoscaleTask: Task<Void, Never>?
     private var wakeTask: Task<Void, Never>?
     private var wakeAt: ContinuousClock.Instant?
     private var waiters: [Waiter] = []
@@ -160,8 +167,10 @@ public actor Supervisor {
         await stopLeftovers()
         leftoversCleared = true
         emit("daemon-started", message: "musterd started with \(services.count) service(s); cgroups: \(deps.cgroups.mode.rawValue)")
+        syncAutoscalers(now: .now)
         saveIntents()
         reconcile()
+        if autoscaleTask == nil { autoscaleTask = Task { await self.runAutoscaler() } }
     }
 
     /// Instances found in the cgroup tree at start belong to a daemon that died without stopping
@@ -210,6 +219,7 @@ public actor Supervisor {
         reconcile()
         await waitUntil(timeout: nil) { $0.isIdle }
         wakeTask?.cancel()
+        autoscaleTask?.cancel()
         deps.cgroups.tearDown()
         deps.journal.finishFollowers()
     }
@@ -248,6 +258,7 @@ public actor Supervisor {
             Readiness.update(&entry.records, health: entry.spec.health)
             reconcileRetiring(&entry, now: now)
             publishRotation(&entry)
+            noteServing(name, readyCount: entry.published.count)
             for index in before.keys where entry.records[index] == nil { ports.release("\(name):\(index)") }
             if entry.removing, entry.records.isEmpty, entry.live.isEmpty, entry.retiring.isEmpty {
                 services[name] = nil
@@ -624,6 +635,7 @@ public actor Supervisor {
         try refuseWhileShuttingDown()
         guard count >= 0, count <= 10_000 else { throw .badRequest("instances must be between 0 and 10000, not \(count)") }
         guard var entry = services[name], !entry.removing else { throw notFound(name) }
+        try refuseScaleWhileAutoscaled(name)
         let from = entry.intent.desired
         entry.intent.desired = count
         services[name] = entry
@@ -692,6 +704,7 @@ public actor Supervisor {
             }
         }
         for name in plan.removed { services[name]?.removing = true }
+        syncAutoscalers(now: now)
         saveIntents()
         var summary: [String] = []
         if !plan.added.isEmpty { summary.append("added \(plan.added.joined(separator: ", "))") }
@@ -736,7 +749,8 @@ public actor Supervisor {
             }
             result.append(ServiceStatus(name: name, desired: entry.removing ? 0 : entry.intent.desired,
                                         started: entry.intent.started, instances: rows, source: entry.spec.sourcePath,
-                                        proxy: proxyStatus(name, entry: entry, now: now)))
+                                        proxy: proxyStatus(name, entry: entry, now: now),
+                                        autoscale: autoscaleSummary(name, entry: entry)))
         }
         return StatusResponse(services: result)
     }

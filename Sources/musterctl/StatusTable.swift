@@ -41,6 +41,15 @@ enum StatusTable {
             if let error = proxy.error { line += "; NOT LISTENING: \(error)" }
             lines.append(line)
         }
+        for service in status.services {
+            guard let scaler = service.autoscale else { continue }
+            let load = scaler.load.map { scaler.metric == "memory" ? ByteSize.format(UInt64(max(0, $0))) : format1($0) } ?? "-"
+            var line = "\(service.name): autoscaled on \(scaler.metric) \(load) (target \(scaler.metric == "memory" ? ByteSize.format(UInt64(scaler.target)) : format1(scaler.target)) per instance), "
+                + "\(scaler.current) serving, \(scaler.desired) desired, \(scaler.min)-\(scaler.max)"
+            if scaler.panicking { line += ", panic mode" }
+            if scaler.paused { line += ", paused" }
+            lines.append(line)
+        }
         return lines.joined(separator: "\n")
     }
 

@@ -84,7 +84,8 @@ struct Musterd: AsyncParsableCommand {
             inheritedSockets: ListenSockets.take(),
             journalStream: { identifier, priority in
                 Journal.stream(identifier: identifier, priority: priority).mapError { JournalUnavailable(message: $0.message) }
-            }))
+            },
+            metricsInterval: settings.metricsInterval))
         let readiness = StartupReadiness { SystemdNotifier.notify("READY=1") }
 
         let router = ControlAPI.router(supervisor: supervisor, journal: journal, settings: .init(

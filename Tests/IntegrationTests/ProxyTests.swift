@@ -67,7 +67,7 @@ import Testing
         let output = Pipe()
         let stopFile: String
 
-        init(port: Int, clients: Int = 4, directory: URL) throws {
+        init(port: Int, clients: Int = 4, path: String = "/", directory: URL) throws {
             stopFile = directory.appendingPathComponent("stop-load-\(UInt32.random(in: 0...UInt32.max))").path
             process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
             process.arguments = ["\(ProxyTests.fixtures)/load.py", "http://127.0.0.1:\(port)/", "--clients", "\(clients)", "--duration", "120", "--stop-file", stopFile]

@@ -388,6 +388,9 @@ struct ControlRouteTests {
         }
     }
 
+            // web has no [autoscale]: each autoscale route answers that, and is served.
+            "GET /v1/services/{name}/autoscale": 409, "POST /v1/services/{name}/autoscale/pause": 409,
+            "POST /v1/services/{name}/autoscale/resume": 409,
     @Test("refuses every route to a caller whose credentials cannot be read")
     func forbidden() async throws {
         let strict = PeerAuthorizer(controlGroup: "muster", allowWithoutCredentials: false)

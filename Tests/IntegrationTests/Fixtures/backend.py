@@ -66,7 +66,14 @@ class Handler(BaseHTTPRequestHandler):
 
 if args.start_delay:
     time.sleep(args.start_delay)
-server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+class Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of new connections from the proxy's
+    # pool (20 clients arriving at once) would overflow it, and the kernel drops the extra SYNs
+    # until the proxy's connect_timeout. Real servers listen with a backlog of 128 or more.
+    request_queue_size = 128
+
+
+server = Server(("127.0.0.1", port), Handler)
 server.daemon_threads = False
 server.block_on_close = True
 

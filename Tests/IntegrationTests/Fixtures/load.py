@@ -27,7 +27,7 @@ def client():
         try:
             if conn is None:
                 conn = http.client.HTTPConnection(url.hostname, url.port, timeout=15)
-            conn.request("GET", url.path or "/")
+            conn.request("GET", (url.path or "/") + ("?" + url.query if url.query else ""))
             response = conn.getresponse()
             body = response.read()
             with lock:
