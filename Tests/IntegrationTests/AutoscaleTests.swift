@@ -138,4 +138,43 @@ import Testing
             print("first request from zero served in \(Int(elapsed * 1000)) ms")
         }
     }
+
+    @Test(.enabled(if: isRoot)) func cpuFromTheCgroupScalesAndAReloadedBoundHoldsAtOnce() async throws {
+        // Each instance spins one core; with a target of 0.4 cores per instance, one instance
+        // asks for ⌈1.0 ÷ 0.4⌉ = 3, and three spinning instances ask for more than max.
+        let manifest = """
+            command = ["/usr/bin/python3", "-c", "while True: pass"]
+            instances = 1
+            [stop]
+            timeout = "2s"
+            [autoscale]
+            min = 1
+            max = 3
+            metric = "cpu"
+            target = 0.4
+            window = "2s"
+            panic_window = "1s"
+            """
+        try await DaemonHarness.with(services: ["spin": manifest]) { d in
+            try await d.start()
+            let atMax = await eventually(20) { (try? d.instances("spin").filter { $0.state == "running" }.count) == 3 }
+            let report = try Self.report(d, "spin")
+            #expect(atMax, Comment(rawValue: d.ctl("autoscale", "spin").stdout))
+            #expect(report.desired == 3)
+            let cpuDecision = report.decisions.first { $0.reason.hasPrefix("cpu ") }
+            #expect(cpuDecision != nil, "\(report.decisions)")
+            #expect(report.load.stable > 0.5, "\(report.load)")
+
+            // A reload that lowers max brings the count within it at once, restarting nothing.
+            let pids = Set(try d.instances("spin").prefix(2).compactMap(\.pid))
+            try d.write(service: "spin", manifest.replacingOccurrences(of: "max = 3", with: "max = 2"))
+            let reload = d.ctl("reload")
+            #expect(reload.code == 0, "\(reload.stderr)")
+            let atNewMax = await eventually(15) { (try? d.instances("spin").count) == 2 }
+            #expect(atNewMax)
+            let kept = Set(try d.instances("spin").compactMap(\.pid))
+            #expect(kept == pids, "instances 0 and 1 kept running")
+            #expect(try Self.report(d, "spin").max == 2)
+        }
+    }
 }
