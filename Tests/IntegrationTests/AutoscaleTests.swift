@@ -136,6 +136,19 @@ import Testing
             let activation = try Self.report(d).decisions.last
             #expect(activation?.from == 0 && activation?.reason.contains("activator") == true, "\(String(describing: activation))")
             print("first request from zero served in \(Int(elapsed * 1000)) ms")
+
+            // Back to zero; then a burst of 12 concurrent requests (target 5) starts ⌈12 ÷ 5⌉ = 3
+            // at once, and none of them fails.
+            let zeroAgain = await eventually(20) { (try? d.instances("web"))?.isEmpty == true }
+            #expect(zeroAgain, Self.describe(d))
+            let burst = try ProxyTests.Load(port: port, clients: 12, path: "/slow?ms=500", directory: d.directory)
+            let three = await eventually(10) { (try? Self.report(d).desired) ?? 0 >= 3 }
+            let counts = try burst.finish()
+            #expect(three, Self.describe(d))
+            #expect(counts.failed == 0, "\(counts.errors)")
+            let activations = try Self.report(d).decisions.filter { $0.reason.contains("activator") }
+            let largest = activations.map(\.to).max() ?? 0
+            #expect(largest >= 3, "\(activations)")
         }
     }
 
