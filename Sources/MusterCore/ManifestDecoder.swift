@@ -120,6 +120,18 @@ public enum ManifestDecoder {
             reader.finish()
             issues += reader.issues
         }
+        if let export = top.subtable("export") {
+            var reader = TableReader(file: fileName, table: "export", entries: export)
+            if let image = reader.string("image", example: "\"registry.example/web:1.4\"") {
+                if image.isEmpty || image.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
+                    reader.fail("image", .string(image), "not a container image reference (try image = \"registry.example/web:1.4\")")
+                } else {
+                    spec.exportImage = image
+                }
+            }
+            reader.finish()
+            issues += reader.issues
+        }
         top.finish()
         issues = top.issues + issues
         issues += Placeholders.problems(in: spec, file: fileName)

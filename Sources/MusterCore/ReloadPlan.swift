@@ -31,6 +31,8 @@ public struct ReloadPlan: Sendable, Equatable {
             if after.needsRestart(comparedTo: before) { changed.append(name); continue }
             if before.instances != after.instances { rescaled.append(.init(name: name, from: before.instances, to: after.instances)) }
             if before.proxy != after.proxy || before.health != after.health || before.autoscale != after.autoscale { reconfigured.append(name) }
+            // What musterd does not run by ([export] image) changes nothing here.
+            if rescaled.last?.name != name && reconfigured.last != name { unchanged.append(name) }
         }
         removed = old.keys.filter { new[$0] == nil }.sorted()
     }

@@ -19,6 +19,9 @@ public struct ServiceSpec: Sendable, Equatable {
     /// Bounds and signal for the autoscaler; nil: the instance count is the operator's alone.
     /// With it, `instances` is only the starting count.
     public var autoscale: AutoscaleSpec?
+    /// `[export] image`: the container image `musterctl export kubernetes` names; musterd itself
+    /// never reads it.
+    public var exportImage: String?
     /// The file this came from; not part of what makes two specs equal.
     public var sourcePath: String
 
@@ -55,7 +58,7 @@ public struct ServiceSpec: Sendable, Equatable {
             && group == other.group && environment == other.environment
             && inheritEnvironment == other.inheritEnvironment && instances == other.instances
             && restart == other.restart && stop == other.stop && resources == other.resources && logs == other.logs
-            && proxy == other.proxy && health == other.health && autoscale == other.autoscale
+            && proxy == other.proxy && health == other.health && autoscale == other.autoscale && exportImage == other.exportImage
     }
 
     /// Differs in what its processes are started with: only a restart applies such a change.
@@ -66,6 +69,7 @@ public struct ServiceSpec: Sendable, Equatable {
         copy.proxy = proxy
         copy.health = health
         copy.autoscale = autoscale
+        copy.exportImage = exportImage
         return copy != self
     }
 

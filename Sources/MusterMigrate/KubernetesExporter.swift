@@ -103,7 +103,7 @@ public struct KubernetesExporter {
 
     public func export(_ spec: ServiceSpec, image: String?, source: String) throws(MigrationError) -> Output {
         guard let image, !image.trimmingWhitespace().isEmpty else {
-            throw MigrationError("\(source): service \(spec.name) has no image: a container needs an image, and a command path on a host is not one; give it with --image \(spec.name)=REGISTRY/IMAGE:TAG")
+            throw MigrationError("\(source): service \(spec.name) has no image: a container needs an image, and a command path on a host is not one; give it with [export] image = \"REGISTRY/IMAGE:TAG\" in the manifest or --image \(spec.name)=REGISTRY/IMAGE:TAG")
         }
         var notes: [String] = []
         var usesIndex = false

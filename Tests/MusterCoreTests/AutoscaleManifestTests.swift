@@ -113,3 +113,22 @@ import Testing
         #expect(message.contains("[daemon] metrics_interval = \"10ms\": must be from 100ms to 60s"), "\(message)")
     }
 }
+
+/// `[export] image`: read for `musterctl export kubernetes`, ignored by musterd.
+@Suite struct ExportManifestTests {
+    @Test func imageIsReadAndChangesNothingOnReload() throws {
+        let base = "command = [\"/srv/app\"]\n"
+        let before = try ManifestDecoder.decode(base, fileName: "web.toml")
+        let after = try ManifestDecoder.decode(base + "[export]\nimage = \"registry.example/web:1.4\"\n", fileName: "web.toml")
+        #expect(after.exportImage == "registry.example/web:1.4")
+        let plan = ReloadPlan(current: [before], next: [after])
+        #expect(plan.unchanged == ["web"] && plan.isEmpty)
+    }
+
+    @Test func aBadImageNamesTheKey() {
+        var message = ""
+        do { _ = try ManifestDecoder.decode("command = [\"/srv/app\"]\n[export]\nimage = \"web 1.4\"\n", fileName: "web.toml") }
+        catch { message = error.description }
+        #expect(message.contains("web.toml: [export] image = \"web 1.4\": not a container image reference"), "\(message)")
+    }
+}
