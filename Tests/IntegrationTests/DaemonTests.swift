@@ -22,7 +22,8 @@ struct DaemonTests {
             let rows = try d.instances("web")
             #expect(rows.map(\.id) == ["web:0", "web:1"])
             #expect(Set(rows.compactMap(\.port)).count == 2)
-            #expect(rows.allSatisfy { $0.cgroup?.contains("/\(d.rootName)/services/web/") == true })
+            let allInOwnCgroups = rows.allSatisfy { $0.cgroup?.contains("/\(d.rootName)/services/web/") == true }
+            #expect(allInOwnCgroups)
             let port = try #require(rows.first?.port)
             let served = await eventually { d.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/"]).stdout == "200" }
             #expect(served)
@@ -41,14 +42,20 @@ struct DaemonTests {
     @Test func scaleUpAndDown() async throws {
         try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
             try await d.start()
-            #expect(await eventually { try d.running("sleeper", count: 2) })
+            let twoRunning = await eventually { try d.running("sleeper", count: 2) }
+            #expect(twoRunning)
             #expect(d.ctl("scale", "sleeper", "4").stdout == "sleeper: 2 → 4 instances\n")
-            #expect(await eventually { try d.running("sleeper", count: 4) })
+            let fourRunning = await eventually { try d.running("sleeper", count: 4) }
+            #expect(fourRunning)
             let before = try d.instances("sleeper")
             #expect(d.ctl("scale", "sleeper", "1").code == 0)
-            #expect(await eventually { try d.instances("sleeper").map(\.id) == ["sleeper:0"] })
+            let onlyFirstLeft = await eventually { try d.instances("sleeper").map(\.id) == ["sleeper:0"] }
+            #expect(onlyFirstLeft)
             // The highest indexes went; their processes with them.
-            for row in before where row.index > 0 { #expect(await eventually(5) { !alive(row.pid!) }) }
+            for row in before where row.index > 0 {
+                let gone = await eventually(5) { !alive(row.pid!) }
+                #expect(gone, "\(row.id) pid \(row.pid!) survived the scale-down")
+            }
             #expect(try d.instances("sleeper").first?.pid == before.first?.pid)
             #expect(d.ctl("events").stdout.contains("scaled: sleeper: 4 → 1 instances"))
         }
@@ -57,23 +64,33 @@ struct DaemonTests {
     @Test func aKilledDaemonLeavesNoOrphansAndComesBackAtItsSavedCounts() async throws {
         try await DaemonHarness.with(services: ["sleeper": sleeper, "other": sleeper]) { d in
             try await d.start()
-            #expect(await eventually { try d.running("sleeper", count: 2) && d.running("other", count: 2) })
+            let bothRunning = await eventually { try d.running("sleeper", count: 2) && d.running("other", count: 2) }
+            #expect(bothRunning)
             #expect(d.ctl("scale", "sleeper", "3").code == 0)
             #expect(d.ctl("stop", "other").code == 0)
-            #expect(await eventually { try d.running("sleeper", count: 3) })
+            let threeRunning = await eventually { try d.running("sleeper", count: 3) }
+            #expect(threeRunning)
             let old = try d.instances("sleeper")
             d.killDaemon()
             // The instances outlive a SIGKILLed daemon...
-            #expect(old.allSatisfy { alive($0.pid!) })
+            let oldAllAlive = old.allSatisfy { alive($0.pid!) }
+            #expect(oldAllAlive)
             try await d.start()
             // ...and the next daemon stops them before starting fresh ones on the same ports.
-            #expect(await eventually { try d.running("sleeper", count: 3) })
-            for row in old { #expect(await eventually(5) { !alive(row.pid!) }, "orphan \(row.pid!) survived") }
+            let threeRunningAgain = await eventually { try d.running("sleeper", count: 3) }
+            #expect(threeRunningAgain)
+            for row in old {
+                let orphanGone = await eventually(5) { !alive(row.pid!) }
+                #expect(orphanGone, "orphan \(row.pid!) survived")
+            }
             let fresh = try d.instances("sleeper")
             #expect(Set(fresh.compactMap(\.pid)).isDisjoint(with: old.compactMap(\.pid)))
             #expect(Set(fresh.compactMap(\.port)).count == 3)
-            #expect(try d.instances("other").isEmpty || d.instances("other").allSatisfy { $0.state == "stopped" })
-            #expect(try d.status().services.first { $0.name == "other" }?.started == false)
+            let otherRows = try d.instances("other")
+            let otherAllStopped = otherRows.allSatisfy { $0.state == "stopped" }
+            #expect(otherRows.isEmpty || otherAllStopped)
+            let otherService = try d.status().services.first { $0.name == "other" }
+            #expect(otherService?.started == false)
             #expect(d.ctl("events").stdout.contains("orphan-stopped"))
         }
     }
@@ -83,29 +100,36 @@ struct DaemonTests {
         let slow = #"command = ["/usr/bin/python3", "-c", "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.5), sys.exit(0)))\nwhile True: time.sleep(1)"]"# + "\n[restart]\nstart_seconds = 0\n[stop]\ntimeout = \"5s\"\n"
         try await DaemonHarness.with(services: ["slow": slow]) { d in
             try await d.start()
-            #expect(await eventually { try d.running("slow", count: 1) })
+            let slowRunning = await eventually { try d.running("slow", count: 1) }
+            #expect(slowRunning)
             let old = try #require(try d.instances("slow").first?.pid)
             d.killDaemon()
             try await d.start()
             // Asked to scale while the orphan is still stopping: intent changes, nothing starts yet.
             #expect(d.ctl("scale", "slow", "2").code == 0)
-            #expect(await eventually { try d.running("slow", count: 2) })
+            let twoSlowRunning = await eventually { try d.running("slow", count: 2) }
+            #expect(twoSlowRunning)
             #expect(!alive(old))
             let events = d.ctl("events", "--json").stdout.split(separator: "\n")
                 .compactMap { try? JSONDecoder().decode(EventRecord.self, from: Data($0.utf8)) }
-            let secondStart = try #require(events.lastIndex { $0.kind == "daemon-started" })
-            let orphan = try #require(events.lastIndex { $0.kind == "orphan-stopped" })
+            let lastDaemonStart = events.lastIndex { $0.kind == "daemon-started" }
+            let lastOrphanStop = events.lastIndex { $0.kind == "orphan-stopped" }
+            let secondStart = try #require(lastDaemonStart)
+            let orphan = try #require(lastOrphanStop)
             #expect(orphan < secondStart)
             // The ring is the second daemon's own: nothing started before it was done with the orphan.
-            #expect(events[..<secondStart].allSatisfy { $0.kind != "started" })
-            #expect(events[secondStart...].filter { $0.kind == "started" }.count == 2)
+            let nothingStartedBefore = events[..<secondStart].allSatisfy { $0.kind != "started" }
+            #expect(nothingStartedBefore)
+            let startedAfter = events[secondStart...].filter { $0.kind == "started" }.count
+            #expect(startedAfter == 2)
         }
     }
 
     @Test func aReloadWithABadFileChangesNothingAndSaysWhy() async throws {
         try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
             try await d.start()
-            #expect(await eventually { try d.running("sleeper", count: 2) })
+            let up = await eventually { try d.running("sleeper", count: 2) }
+            #expect(up)
             let pids = try d.instances("sleeper").map(\.pid)
             try d.write(service: "broken", "command = [\"/bin/sleep\", \"1\"]\n[resources]\nmemory_max = \"12Q\"\n")
             try d.write(service: "sleeper", sleeper.replacingOccurrences(of: "100000", with: "99999"))
@@ -121,7 +145,8 @@ struct DaemonTests {
             #expect(plan.stdout.contains("~ restart sleeper (manifest changed)"))
             #expect(try d.instances("sleeper").map(\.pid) == pids)
             #expect(d.ctl("reload").code == 0)
-            #expect(await eventually { try d.running("extra", count: 1) && d.running("sleeper", count: 2) })
+            let reloadedRunning = await eventually { try d.running("extra", count: 1) && d.running("sleeper", count: 2) }
+            #expect(reloadedRunning)
             #expect(Set(try d.instances("sleeper").map(\.pid)).isDisjoint(with: pids))
         }
     }
@@ -160,7 +185,8 @@ struct DaemonTests {
     @Test func shutdownStopsEverythingAndRemovesTheCgroups() async throws {
         try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
             try await d.start()
-            #expect(await eventually { try d.running("sleeper", count: 2) })
+            let up = await eventually { try d.running("sleeper", count: 2) }
+            #expect(up)
             let pids = try d.instances("sleeper").compactMap(\.pid)
             #expect(d.ctl("shutdown").code == 0)
             #expect(await d.waitForExit(15) == 0)
@@ -172,13 +198,15 @@ struct DaemonTests {
     @Test func anAutoRootAdoptsTheDaemonsOwnCgroup() async throws {
         try await DaemonHarness.with(services: ["sleeper": sleeper], autoRoot: true) { d in
             try await d.start()
-            #expect(await eventually { try d.running("sleeper", count: 2) })
+            let up = await eventually { try d.running("sleeper", count: 2) }
+            #expect(up)
             let delegated = "/sys/fs/cgroup/unified/\(d.rootName)"
             // The daemon moved itself into a leaf; instances live in siblings under services/.
             let daemonPid = try #require(d.daemon?.processIdentifier)
             let membership = try String(contentsOfFile: "/proc/\(daemonPid)/cgroup", encoding: .utf8)
             #expect(membership.contains("0::/\(d.rootName)/daemon\n"), "\(membership)")
-            #expect(try d.instances("sleeper").allSatisfy { $0.cgroup?.hasPrefix(delegated + "/services/sleeper/") == true })
+            let allUnderDelegated = try d.instances("sleeper").allSatisfy { $0.cgroup?.hasPrefix(delegated + "/services/sleeper/") == true }
+            #expect(allUnderDelegated)
             #expect(try String(contentsOfFile: delegated + "/cgroup.procs", encoding: .utf8).isEmpty)
             #expect(d.ctl("shutdown").code == 0)
             #expect(await d.waitForExit(15) == 0)
@@ -209,11 +237,15 @@ struct OperatorTests {
     @Test func logsShowStampedLinesFromBothStreams() async throws {
         try await DaemonHarness.with(services: ["ticker": Self.ticker]) { d in
             try await d.start()
-            #expect(await eventually { d.ctl("logs", "-n", "6", "ticker:0").stdout.split(separator: "\n").count == 6 })
+            let sixLogged = await eventually { d.ctl("logs", "-n", "6", "ticker:0").stdout.split(separator: "\n").count == 6 }
+            #expect(sixLogged)
             let lines = d.ctl("logs", "-n", "6", "ticker").stdout.split(separator: "\n")
-            #expect(lines.contains { $0.contains(" stdout tick ") })
-            #expect(lines.contains { $0.contains(" stderr oops ") })
-            #expect(lines.allSatisfy { $0.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (stdout|stderr) "#, options: .regularExpression) != nil })
+            let hasStdout = lines.contains { $0.contains(" stdout tick ") }
+            let hasStderr = lines.contains { $0.contains(" stderr oops ") }
+            let allStamped = lines.allSatisfy { $0.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (stdout|stderr) "#, options: .regularExpression) != nil }
+            #expect(hasStdout, "\(lines)")
+            #expect(hasStderr, "\(lines)")
+            #expect(allStamped, "\(lines)")
             let file = d.directory.appendingPathComponent("log/ticker/0.log").path
             #expect(FileManager.default.fileExists(atPath: file))
             #expect(d.ctl("logs", "nosuch").code == 1)
@@ -223,12 +255,15 @@ struct OperatorTests {
     @Test func eventsAreListedAsTextAndJSONAndKeptInTheStateDir() async throws {
         try await DaemonHarness.with(services: ["ticker": Self.ticker]) { d in
             try await d.start()
-            #expect(await eventually { try d.running("ticker", count: 1) })
+            let up = await eventually { try d.running("ticker", count: 1) }
+            #expect(up)
             #expect(d.ctl("restart", "ticker").code == 0)
             let json = d.ctl("events", "--json").stdout.split(separator: "\n")
             let events = try json.map { try JSONDecoder().decode(EventRecord.self, from: Data($0.utf8)) }
-            #expect(events.contains { $0.kind == "stopping" && $0.instance == "ticker:0" })
-            #expect(events.filter { $0.kind == "started" }.count == 2)
+            let sawStopping = events.contains { $0.kind == "stopping" && $0.instance == "ticker:0" }
+            #expect(sawStopping)
+            let startedCount = events.filter { $0.kind == "started" }.count
+            #expect(startedCount == 2)
             #expect(d.ctl("events").stdout.contains("ticker:0  started: started pid"))
             let file = try String(contentsOf: d.directory.appendingPathComponent("state/events.log"), encoding: .utf8)
             #expect(file.split(separator: "\n").count >= events.count)
@@ -238,7 +273,8 @@ struct OperatorTests {
     @Test func thePromptTakesTheSameCommands() async throws {
         try await DaemonHarness.with(services: ["ticker": Self.ticker]) { d in
             try await d.start()
-            #expect(await eventually { try d.running("ticker", count: 1) })
+            let up = await eventually { try d.running("ticker", count: 1) }
+            #expect(up)
             let session = d.run(DaemonHarness.binDir + "/musterctl", ["--socket", d.socket], input: "status\nstop ticker\nbogus\nstatus ticker\nquit\n")
             #expect(session.code == 0)
             #expect(session.stdout.contains("ticker:0  RUNNING"))
@@ -250,10 +286,12 @@ struct OperatorTests {
     @Test func sighupReloadsTheManifests() async throws {
         try await DaemonHarness.with(services: ["ticker": Self.ticker]) { d in
             try await d.start()
-            #expect(await eventually { try d.running("ticker", count: 1) })
+            let up = await eventually { try d.running("ticker", count: 1) }
+            #expect(up)
             try d.write(service: "second", sleeper)
             kill(try #require(d.daemon).processIdentifier, SIGHUP)
-            #expect(await eventually { try d.running("second", count: 2) })
+            let secondRunning = await eventually { try d.running("second", count: 2) }
+            #expect(secondRunning)
             #expect(d.ctl("events").stdout.contains("reloaded: added second"))
         }
     }

@@ -46,13 +46,17 @@ struct NotifyTests {
         try await DaemonHarness.with(services: ["sleeper": sleeper]) { d in
             let listener = try NotifyListener(path: d.directory.appendingPathComponent("notify.sock").path)
             try await d.start(environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "400000"])
-            #expect(await eventually { listener.messages.contains("READY=1") })
-            #expect(await eventually { listener.messages.contains("STATUS=1 service, 2/2 instances running") })
+            let sentReady = await eventually { listener.messages.contains("READY=1") }
+            #expect(sentReady, "\(listener.messages)")
+            let sentFirstStatus = await eventually { listener.messages.contains("STATUS=1 service, 2/2 instances running") }
+            #expect(sentFirstStatus, "\(listener.messages)")
             // WatchdogSec: pings at half the interval, each after a heartbeat through the supervisor.
-            #expect(await eventually(5) { listener.messages.filter { $0 == "WATCHDOG=1" }.count >= 3 })
+            let pingedWatchdog = await eventually(5) { listener.messages.filter { $0 == "WATCHDOG=1" }.count >= 3 }
+            #expect(pingedWatchdog, "\(listener.messages)")
             try d.write(service: "second", sleeper)
             #expect(d.ctl("reload").code == 0)
-            #expect(await eventually { listener.messages.contains("STATUS=2 services, 4/4 instances running") })
+            let sentReloadedStatus = await eventually { listener.messages.contains("STATUS=2 services, 4/4 instances running") }
+            #expect(sentReloadedStatus, "\(listener.messages)")
             let afterReload = listener.messages
             let reloading = try #require(afterReload.firstIndex(of: "RELOADING=1"))
             #expect(afterReload[(reloading + 1)...].contains("READY=1"))

@@ -70,7 +70,7 @@ import Testing
         init(port: Int, clients: Int = 4, path: String = "/", directory: URL) throws {
             stopFile = directory.appendingPathComponent("stop-load-\(UInt32.random(in: 0...UInt32.max))").path
             process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = ["\(ProxyTests.fixtures)/load.py", "http://127.0.0.1:\(port)/", "--clients", "\(clients)", "--duration", "120", "--stop-file", stopFile]
+            process.arguments = ["\(ProxyTests.fixtures)/load.py", "http://127.0.0.1:\(port)\(path)", "--clients", "\(clients)", "--duration", "120", "--stop-file", stopFile]
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
             try process.run()
@@ -90,7 +90,8 @@ import Testing
         let port = Self.freePort()
         try await DaemonHarness.with(services: ["web": Self.service(instances: 3, port: port)]) { d in
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 3 })
+            let allReady = await eventually(15) { Self.readyCount(d, "web") == 3 }
+            #expect(allReady)
             let seen = try Self.hits(d, port: port, count: 12)
             #expect(seen.sorted() == ["0", "0", "0", "0", "1", "1", "1", "1", "2", "2", "2", "2"], "\(seen)")
             let status = try d.status().services[0]
@@ -105,7 +106,8 @@ import Testing
         let port = Self.freePort()
         try await DaemonHarness.with(services: ["db": Self.service(instances: 3, port: port, mode: "tcp", health: "check = \"tcp\"\ninterval = \"200ms\"\nrise = 1")]) { d in
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "db") == 3 })
+            let allReady = await eventually(15) { Self.readyCount(d, "db") == 3 }
+            #expect(allReady)
             let seen = try Self.hits(d, port: port, count: 12, fresh: true)
             #expect(seen.sorted() == ["0", "0", "0", "0", "1", "1", "1", "1", "2", "2", "2", "2"], "\(seen)")
         }
@@ -119,10 +121,12 @@ import Testing
                                   with: "command = [\"/bin/sh\", \"-c\", \"exec /usr/bin/python3 \(Self.fixtures)/backend.py --start-delay $((DELAY * 3))\"]")
         try await DaemonHarness.with(services: ["web": text]) { d in
             try await d.start()
-            #expect(await eventually(10) { Self.readyCount(d, "web") == 1 })
+            let firstReady = await eventually(10) { Self.readyCount(d, "web") == 1 }
+            #expect(firstReady)
             let early = try Self.hits(d, port: port, count: 6)
             #expect(early == ["0", "0", "0", "0", "0", "0"], "only the ready instance serves: \(early)")
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 2 })
+            let bothReady = await eventually(15) { Self.readyCount(d, "web") == 2 }
+            #expect(bothReady)
             let later = try Self.hits(d, port: port, count: 6)
             #expect(Set(later) == ["0", "1"], "\(later)")
         }
@@ -132,7 +136,8 @@ import Testing
         let port = Self.freePort()
         try await DaemonHarness.with(services: ["web": Self.service(instances: 1, port: port, health: "check = \"notify\"", arguments: ["--notify"])]) { d in
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 1 })
+            let ready = await eventually(15) { Self.readyCount(d, "web") == 1 }
+            #expect(ready)
             #expect(try Self.hits(d, port: port, count: 2) == ["0", "0"])
             #expect(try d.instances("web").first?.health == "READY=1")
         }
@@ -143,7 +148,8 @@ import Testing
         let text = Self.service(instances: 1, port: port, proxyExtra: "queue_timeout = \"700ms\"").replacingOccurrences(of: "queue_timeout = \"5s\"\n", with: "")
         try await DaemonHarness.with(services: ["web": text]) { d in
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 1 })
+            let ready = await eventually(15) { Self.readyCount(d, "web") == 1 }
+            #expect(ready)
             #expect(d.ctl("stop", "web").code == 0)
             let started = Date()
             let seen = try Self.hits(d, port: port, count: 1)
@@ -157,7 +163,8 @@ import Testing
         let port = Self.freePort()
         try await DaemonHarness.with(services: ["web": Self.service(instances: 2, port: port)]) { d in
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 2 })
+            let bothReady = await eventually(15) { Self.readyCount(d, "web") == 2 }
+            #expect(bothReady)
             let before = try d.instances("web").compactMap(\.pid)
             let load = try Load(port: port, directory: d.directory)
             try await Task.sleep(for: .seconds(1))
@@ -167,7 +174,8 @@ import Testing
             let counts = try load.finish()
             let after = try d.instances("web")
             #expect(Set(after.compactMap(\.pid)).isDisjoint(with: before), "every instance was replaced")
-            #expect(after.allSatisfy { $0.ready })
+            let allReplacementsReady = after.allSatisfy { $0.ready }
+            #expect(allReplacementsReady, "\(after)")
             #expect(counts.failed == 0, "\(counts.errors)")
             #expect(counts.ok > 50)
             // Rolling, one at a time: each slot's replacement was ready before its old process
@@ -185,11 +193,13 @@ import Testing
         let port = Self.freePort()
         try await DaemonHarness.with(services: ["web": Self.service(instances: 3, port: port)]) { d in
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 3 })
+            let allReady = await eventually(15) { Self.readyCount(d, "web") == 3 }
+            #expect(allReady)
             let load = try Load(port: port, directory: d.directory)
             try await Task.sleep(for: .seconds(1))
             #expect(d.ctl("scale", "web", "1").code == 0)
-            #expect(await eventually(15) { (try? d.instances("web").count) == 1 })
+            let scaledDown = await eventually(15) { (try? d.instances("web").count) == 1 }
+            #expect(scaledDown)
             try await Task.sleep(for: .milliseconds(500))
             let counts = try load.finish()
             #expect(counts.failed == 0, "\(counts.errors)")
@@ -201,12 +211,14 @@ import Testing
         let port = Self.freePort()
         try await DaemonHarness.with(services: ["web": Self.service(instances: 3, port: port)]) { d in
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 3 })
+            let allReady = await eventually(15) { Self.readyCount(d, "web") == 3 }
+            #expect(allReady)
             let load = try Load(port: port, directory: d.directory)
             try await Task.sleep(for: .seconds(1))
             let victim = try #require(try d.instances("web").first?.pid)
             kill(victim, SIGKILL)
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 3 && ((try? d.instances("web").first?.pid) ?? victim) != victim })
+            let victimReplaced = await eventually(15) { Self.readyCount(d, "web") == 3 && ((try? d.instances("web").first?.pid) ?? victim) != victim }
+            #expect(victimReplaced)
             try await Task.sleep(for: .milliseconds(500))
             let counts = try load.finish()
             #expect(counts.failed == 0, "\(counts.errors)")
@@ -217,7 +229,8 @@ import Testing
         let (first, second, other) = (Self.freePort(), Self.freePort(), Self.freePort())
         try await DaemonHarness.with(services: ["web": Self.service(instances: 1, port: first), "api": Self.service(instances: 1, port: other)]) { d in
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 1 && Self.readyCount(d, "api") == 1 })
+            let bothServicesReady = await eventually(15) { Self.readyCount(d, "web") == 1 && Self.readyCount(d, "api") == 1 }
+            #expect(bothServicesReady)
             let apiPid = try d.instances("api").first?.pid
             try d.write(service: "web", Self.service(instances: 1, port: second))
             let reload = d.ctl("reload")
@@ -236,7 +249,8 @@ import Testing
             #expect(refused.code != 0)
             #expect(refused.stderr.contains("127.0.0.1:\(taken)"), "\(refused.stderr)")
             #expect(try Self.hits(d, port: second, count: 1) == ["0"], "the old listener still serves")
-            #expect(try d.status().services.first { $0.name == "web" }?.desired == 1)
+            let web = try d.status().services.first { $0.name == "web" }
+            #expect(web?.desired == 1)
         }
     }
 
@@ -246,7 +260,8 @@ import Testing
             let config = try String(contentsOfFile: d.configPath, encoding: .utf8)
             try (config + "\nmetrics_listen = \"127.0.0.1:\(metricsPort)\"\n").write(toFile: d.configPath, atomically: true, encoding: .utf8)
             try await d.start()
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 2 })
+            let bothReady = await eventually(15) { Self.readyCount(d, "web") == 2 }
+            #expect(bothReady)
             #expect(try Self.hits(d, port: port, count: 10).count == 10)
             let metrics = d.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(metricsPort)/metrics"]).stdout
             let lines = metrics.split(separator: "\n").map(String.init)
@@ -261,7 +276,8 @@ import Testing
             #expect(metrics.contains("# TYPE muster_proxy_requests_total counter"))
             // Totals survive an instance's restart.
             #expect(d.ctl("restart", "web:0").code == 0)
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 2 })
+            let bothReadyAgain = await eventually(15) { Self.readyCount(d, "web") == 2 }
+            #expect(bothReadyAgain)
             let again = d.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(metricsPort)/metrics"]).stdout
             #expect(again.contains(#"muster_proxy_requests_total{service="web",instance="0",code="2xx"} 5"#), "\(again)")
         }
@@ -301,7 +317,8 @@ import Testing
                 reply += buffer[0..<count]
             }
             #expect(String(decoding: reply, as: UTF8.self).hasPrefix("HTTP/1.1 200"), "the connection made before musterd ran was answered once it did")
-            #expect(await eventually(15) { Self.readyCount(d, "web") == 1 })
+            let ready = await eventually(15) { Self.readyCount(d, "web") == 1 }
+            #expect(ready)
             #expect(try Self.hits(d, port: port, count: 2) == ["0", "0"])
             let events = d.ctl("events").stdout
             #expect(events.contains("socket-adopted: listening on 127.0.0.1:\(port) through the socket systemd holds"), "\(events)")
@@ -312,7 +329,8 @@ import Testing
             }
             let shellPid = try #require(d.daemon?.processIdentifier)
             let children = (try? String(contentsOfFile: "/proc/\(shellPid)/task/\(shellPid)/children", encoding: .utf8)) ?? ""
-            let daemonPid = try #require(children.split(separator: " ").first.flatMap { Int32($0) })
+            let firstChild = children.split(separator: " ").first.flatMap { Int32($0) }
+            let daemonPid = try #require(firstChild, "the launcher shell has no child: \(children)")
             let passed = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(daemonPid)/fd/3")
             #expect(passed.hasPrefix("socket:"))
             let pid = try #require(try d.instances("web").first?.pid)
@@ -321,7 +339,8 @@ import Testing
             #expect(!environ.contains("LISTEN_FDS"))
             // musterd is the shell's child, which the harness's cleanup does not reach: stop it here.
             #expect(d.ctl("shutdown").code == 0)
-            #expect(await eventually(30) { !alive(daemonPid) })
+            let daemonExited = await eventually(30) { !alive(daemonPid) }
+            #expect(daemonExited)
         }
     }
 
@@ -330,7 +349,8 @@ import Testing
         let text = "command = [\"/bin/sleep\", \"1000\"]\n[restart]\nmax_failed_starts = 1\n[logs]\ntarget = \"journal\"\n"
         try await DaemonHarness.with(services: ["worker": text]) { d in
             try await d.start()
-            #expect(await eventually(10) { (try? d.instances("worker").first?.state) == "fatal" })
+            let gaveUp = await eventually(10) { (try? d.instances("worker").first?.state) == "fatal" }
+            #expect(gaveUp)
             let reason = try d.instances("worker").first?.reason ?? ""
             #expect(reason.contains("[logs] target = \"journal\": journald"), "\(reason)")
             let logs = d.ctl("logs", "worker")

@@ -92,7 +92,8 @@ struct RoundTripTests {
             let imported = d.run(DaemonHarness.binDir + "/musterctl", ["import", "supervisord", conf, "-o", d.servicesDir.path])
             #expect(imported.code == 0, "\(imported.stderr)")
             try await d.start()
-            #expect(await eventually { try d.running("sleeper", count: 2) })
+            let musterRunning = await eventually { try d.running("sleeper", count: 2) }
+            #expect(musterRunning)
             let rows = try d.instances("sleeper")
             var musterStarted: [Started] = []
             for row in rows { musterStarted.append(Self.withoutBookkeeping(try Self.inspect(try #require(row.pid)))) }

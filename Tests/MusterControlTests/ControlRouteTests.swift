@@ -77,14 +77,17 @@ struct ControlRouteTests {
         let status = try await api.status()
         harness.saw(pids(status))
         #expect(status.services.map(\.name) == ["crashy", "idle", "old", "oneshot", "web", "worker"])
-        let exited = try #require(status.services.first { $0.name == "oneshot" }?.instances.first)
+        let oneshotInstance = status.services.first { $0.name == "oneshot" }?.instances.first
+        let exited = try #require(oneshotInstance)
         #expect(exited.state == "exited" && exited.pid == nil && exited.uptimeSeconds == nil)
         #expect(exited.reason == "exited with code 3")
-        let fatal = try #require(status.services.first { $0.name == "crashy" }?.instances.first)
+        let crashyInstance = status.services.first { $0.name == "crashy" }?.instances.first
+        let fatal = try #require(crashyInstance)
         #expect(fatal.state == "fatal" && fatal.pid == nil)
         #expect(fatal.restarts == 1)
         #expect(fatal.reason == "exited with code 1 before start_seconds (200ms); gave up after 2 failed starts in a row")
-        let web = try #require(status.services.first { $0.name == "web" })
+        let webService = status.services.first { $0.name == "web" }
+        let web = try #require(webService)
         #expect(web.desired == 2)
         #expect(web.started)
         #expect(web.source == "/etc/muster/services.d/web.toml")
@@ -93,14 +96,16 @@ struct ControlRouteTests {
         for instance in web.instances {
             #expect(instance.state == "running")
             #expect(instance.pid != nil)
-            #expect(instance.port.map { (41000...41999).contains($0) } == true)
+            let portInRange = instance.port.map { (41000...41999).contains($0) }
+            #expect(portInRange == true)
             #expect(instance.restarts == 0)
             #expect(instance.uptimeSeconds != nil)
             #expect(instance.cgroup == nil, "no cgroups in these tests")
             #expect(instance.user == Accounts.currentUserName)
         }
         #expect(Set(web.instances.compactMap(\.port)).count == 2, "each instance has its own port")
-        #expect(status.services.first { $0.name == "idle" }?.instances == [])
+        let idle = status.services.first { $0.name == "idle" }
+        #expect(idle?.instances == [])
 
         #expect(try await api.status("?service=web").services.map(\.name) == ["web"])
         #expect(try await api.status("?service=worker&service=web").services.map(\.name) == ["web", "worker"])
@@ -192,7 +197,8 @@ struct ControlRouteTests {
         #expect(one.results == ["web:0: sent SIGCONT to pid \(web[0].pid ?? -1)"])
         let all = try await api.call(.post, "/v1/signal", route: "/v1/signal", body: #"{"signal": "SIGCONT", "targets": ["web"]}"#, expect: 200)
             .decode(ActionResponse.self)
-        #expect(all.results == web.map { "\($0.id): sent SIGCONT to pid \($0.pid ?? -1)" })
+        let expectedResults = web.map { "\($0.id): sent SIGCONT to pid \($0.pid ?? -1)" }
+        #expect(all.results == expectedResults)
         let numbered = try await api.call(.post, "/v1/signal", route: "/v1/signal", body: #"{"signal": "18", "targets": ["web:1"]}"#, expect: 200)
             .decode(ActionResponse.self)
         #expect(numbered.results.count == 1)
@@ -242,7 +248,8 @@ struct ControlRouteTests {
         }
         let untouched = try await api.status()
         #expect(untouched.services.map(\.name) == ["crashy", "idle", "old", "oneshot", "web", "worker"], "a dry run applies nothing")
-        #expect(untouched.services.first { $0.name == "web" }?.desired == 1)
+        let untouchedWeb = untouched.services.first { $0.name == "web" }
+        #expect(untouchedWeb?.desired == 1)
 
         let issues = [ManifestIssue(file: "web.toml", table: "stop", key: "signal", value: "\"TREM\"", message: "not a signal (try \"TERM\")"),
                       ManifestIssue(file: "worker.toml", line: 3, column: 1, message: "TOML syntax: expected a value")]
@@ -279,7 +286,8 @@ struct ControlRouteTests {
         let last = try await api.call(.get, "/v1/logs/worker:0?lines=1", route: "/v1/logs/{target}", expect: 200)
         #expect(last.contentType == "text/plain; charset=utf-8")
         #expect(last.text.hasSuffix(expected))
-        #expect(last.text.filter { $0 == "\n" }.count == 1)
+        let lineCount = last.text.filter { $0 == "\n" }.count
+        #expect(lineCount == 1)
         #expect(last.text.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z stdout "#, options: .regularExpression) != nil, "\(last.text)")
         let nothing = try await api.call(.get, "/v1/logs/worker?lines=0&follow=no", route: "/v1/logs/{target}", expect: 200)
         #expect(nothing.text == "")
@@ -299,12 +307,15 @@ struct ControlRouteTests {
                      "scaled", "reload-failed", "reloaded", "removed"] {
             #expect(kinds.contains(kind), "no \(kind) event in \(kinds.sorted())")
         }
-        let exit = try #require(all.events.first { $0.kind == "exited" && $0.service == "oneshot" })
+        let oneshotExit = all.events.first { $0.kind == "exited" && $0.service == "oneshot" }
+        let exit = try #require(oneshotExit)
         #expect(exit.exitCode == 3 && exit.signal == nil && exit.instance == "oneshot:0")
-        let stopped = try #require(all.events.first { $0.kind == "stopped" && $0.service == "web" })
+        let webStop = all.events.first { $0.kind == "stopped" && $0.service == "web" }
+        let stopped = try #require(webStop)
         #expect(stopped.signal == "SIGTERM" && stopped.exitCode == nil)
         #expect(all.events.map(\.time) == all.events.map(\.time).sorted(), "oldest first")
-        let started = try #require(all.events.first { $0.kind == "started" })
+        let firstStart = all.events.first { $0.kind == "started" }
+        let started = try #require(firstStart)
         #expect(started.service != nil && started.instance != nil && started.pid != nil)
 
         let three = try await api.call(.get, "/v1/events?limit=3", route: "/v1/events", expect: 200).decode(EventsResponse.self)
@@ -360,12 +371,14 @@ struct ControlRouteTests {
 
         await harness.supervisor.shutdown()
         let status = try await api.status()
-        #expect(status.services.allSatisfy { $0.instances.isEmpty }, "\(status)")
+        let noInstancesLeft = status.services.allSatisfy { $0.instances.isEmpty }
+        #expect(noInstancesLeft, "\(status)")
         // Reading stays possible while musterd winds down.
         try await api.call(.get, "/v1/version", route: "/v1/version", expect: 200)
         try await api.call(.get, "/v1/events?limit=1", route: "/v1/events", expect: 200)
         let events = try await api.call(.get, "/v1/events", route: "/v1/events", expect: 200).decode(EventsResponse.self)
-        #expect(events.events.contains { $0.kind == "shutdown" })
+        let sawShutdown = events.events.contains { $0.kind == "shutdown" }
+        #expect(sawShutdown)
     }
 
     @Test("ControlAPI.routes are the routes the router serves")
@@ -375,6 +388,9 @@ struct ControlRouteTests {
             "GET /v1/version": 200, "GET /v1/status": 200, "POST /v1/start": 400, "POST /v1/stop": 400, "POST /v1/restart": 400,
             "POST /v1/signal": 400, "POST /v1/services/{name}/scale": 400, "POST /v1/reload": 200, "GET /v1/logs/{target}": 200,
             "GET /v1/events": 200, "POST /v1/shutdown": 202,
+            // web has no [autoscale]: each autoscale route answers that, and is served.
+            "GET /v1/services/{name}/autoscale": 409, "POST /v1/services/{name}/autoscale/pause": 409,
+            "POST /v1/services/{name}/autoscale/resume": 409,
         ]
         try await RouteHarness.run(specs: [RouteHarness.spec("web")]) { harness, api in
             for route in ControlAPI.routes.map(canonicalRoute) {
@@ -388,9 +404,6 @@ struct ControlRouteTests {
         }
     }
 
-            // web has no [autoscale]: each autoscale route answers that, and is served.
-            "GET /v1/services/{name}/autoscale": 409, "POST /v1/services/{name}/autoscale/pause": 409,
-            "POST /v1/services/{name}/autoscale/resume": 409,
     @Test("refuses every route to a caller whose credentials cannot be read")
     func forbidden() async throws {
         let strict = PeerAuthorizer(controlGroup: "muster", allowWithoutCredentials: false)

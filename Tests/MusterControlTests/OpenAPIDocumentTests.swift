@@ -55,22 +55,26 @@ struct OpenAPIDocumentTests {
             let operation = try #require(document.operation(parts[0], parts[1]), "\(route) is not in the document")
             let pathParameters = parts[1].split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) }
             let declared = (operation["parameters"]?.arrayValue ?? []).filter { $0["in"] == .string("path") }
-            #expect(Set(declared.compactMap { $0["name"]?.stringValue }) == Set(pathParameters), "\(route): path parameters")
+            let declaredNames = Set(declared.compactMap { $0["name"]?.stringValue })
+            #expect(declaredNames == Set(pathParameters), "\(route): path parameters")
             for parameter in declared { #expect(parameter["required"] == .bool(true), "\(route): path parameters are required") }
 
             let body = operation["requestBody"]?["content"]?["application/json"]?["schema"]?["$ref"]?.stringValue
-            #expect(body == bodies[route].map { "#/components/schemas/\($0)" }, "\(route): request body")
+            let expectedBody = bodies[route].map { "#/components/schemas/\($0)" }
+            #expect(body == expectedBody, "\(route): request body")
 
             let responses = try #require(operation["responses"]?.objectValue, "\(route) has no responses")
             #expect(responses["403"] != nil, "\(route): every route can answer 403 forbidden")
-            #expect(responses.keys.contains { $0.hasPrefix("2") }, "\(route): no success response")
+            let hasSuccess = responses.keys.contains { $0.hasPrefix("2") }
+            #expect(hasSuccess, "\(route): no success response")
             for (status, response) in responses where status != "200" || !route.hasPrefix("GET /v1/logs") {
                 for (mediaType, content) in response["content"]?.objectValue ?? [:] where mediaType.hasPrefix("application/") {
                     let schema = try #require(content["schema"], "\(route) \(status) \(mediaType) has no schema")
                     // Resolving every $ref: checking a value of the wrong kind reports only type
                     // problems, never a dangling reference.
                     let problems = document.check(.string("probe"), against: schema)
-                    #expect(!problems.contains { $0.contains("$ref") || $0.contains("does not understand") }, "\(route) \(status): \(problems)")
+                    let unresolved = problems.contains { $0.contains("$ref") || $0.contains("does not understand") }
+                    #expect(!unresolved, "\(route) \(status): \(problems)")
                 }
                 if status.first != "2" {
                     let ref = response["content"]?["application/json"]?["schema"]?["$ref"]
@@ -90,7 +94,8 @@ struct OpenAPIDocumentTests {
             let parts = route.split(separator: " ").map(String.init)
             let operation = try #require(document.operation(parts[0], parts[1]))
             let query = (operation["parameters"]?.arrayValue ?? []).filter { $0["in"] == .string("query") }
-            #expect(Set(query.compactMap { $0["name"]?.stringValue }) == expected[route, default: []], "\(route)")
+            let queryNames = Set(query.compactMap { $0["name"]?.stringValue })
+            #expect(queryNames == expected[route, default: []], "\(route)")
         }
         let service = try #require(document.operation("GET", "/v1/status")?["parameters"]?.arrayValue?.first)
         #expect(service["schema"]?["type"] == .string("array"), "service is repeatable")

@@ -221,26 +221,38 @@ struct PlanningTests {
 
     @Test func portsAreStableUniqueAndSkipBusyOnes() {
         var ports = PortAllocator(range: 20000...20003)
-        #expect(ports.allocate(for: "web:0") { _ in true } == 20000)
-        #expect(ports.allocate(for: "web:1") { $0 != 20001 } == 20002)
-        #expect(ports.allocate(for: "web:0") { _ in true } == 20000)
+        let web0 = ports.allocate(for: "web:0") { _ in true }
+        #expect(web0 == 20000)
+        let web1 = ports.allocate(for: "web:1") { $0 != 20001 }
+        #expect(web1 == 20002)
+        let web0Again = ports.allocate(for: "web:0") { _ in true }
+        #expect(web0Again == 20000)
         ports.release("web:0")
-        #expect(ports.allocate(for: "api:0") { _ in true } == 20003)
-        #expect(ports.allocate(for: "api:1") { _ in true } == 20000)
-        #expect(ports.allocate(for: "api:2") { _ in true } == 20001)
-        #expect(ports.allocate(for: "api:3") { _ in true } == nil)
+        let api0 = ports.allocate(for: "api:0") { _ in true }
+        #expect(api0 == 20003)
+        let api1 = ports.allocate(for: "api:1") { _ in true }
+        #expect(api1 == 20000)
+        let api2 = ports.allocate(for: "api:2") { _ in true }
+        #expect(api2 == 20001)
+        let api3 = ports.allocate(for: "api:3") { _ in true }
+        #expect(api3 == nil)
     }
 
     @Test func aSlotWhosePortWasTakenMeanwhileGetsAnotherOne() {
         var ports = PortAllocator(range: 20000...20003)
-        #expect(ports.allocate(for: "web:0") { _ in true } == 20000)
+        let first = ports.allocate(for: "web:0") { _ in true }
+        #expect(first == 20000)
         // The instance died; something else now listens on 20000.
-        #expect(ports.allocate(for: "web:0") { $0 != 20000 } == 20001)
+        let moved = ports.allocate(for: "web:0") { $0 != 20000 }
+        #expect(moved == 20001)
         #expect(ports.port(of: "web:0") == 20001)
         // 20000 is no longer ours: another slot may have it once it is free again.
-        #expect(ports.allocate(for: "web:1") { _ in true } == 20002)
-        #expect(ports.allocate(for: "web:2") { _ in true } == 20003)
-        #expect(ports.allocate(for: "web:3") { _ in true } == 20000)
+        let web1 = ports.allocate(for: "web:1") { _ in true }
+        #expect(web1 == 20002)
+        let web2 = ports.allocate(for: "web:2") { _ in true }
+        #expect(web2 == 20003)
+        let web3 = ports.allocate(for: "web:3") { _ in true }
+        #expect(web3 == 20000)
     }
 
     @Test func launchPlanExpandsPlaceholdersInACleanEnvironment() {
@@ -257,8 +269,10 @@ struct PlanningTests {
         let inherited = LaunchPlan(spec: spec, index: 0, port: 1, daemonEnvironment: ["SECRET": "x", "PATH": "/daemon/bin"], account: nil)
         #expect(inherited.environment.contains("SECRET=x"))
         #expect(inherited.environment.contains("PATH=/daemon/bin"))
-        #expect(inherited.resolveProgram { $0 == "/daemon/bin/app" } == "/daemon/bin/app")
-        #expect(inherited.resolveProgram { _ in false } == nil)
+        let found = inherited.resolveProgram { $0 == "/daemon/bin/app" }
+        #expect(found == "/daemon/bin/app")
+        let notFound = inherited.resolveProgram { _ in false }
+        #expect(notFound == nil)
     }
 
     @Test func aSavedIntentSurvivesUnlessTheManifestCountChanged() {

@@ -104,16 +104,23 @@ struct ManifestDecoderTests {
 
     @Test func wrongTypesNameWhatWasGivenAndAnExample() {
         let issues = messages("command = \"/bin/true\"\ninstances = \"two\"\n[restart]\npolicy = \"sometimes\"\n[stop]\ntimeout = \"soon\"\nsignal = \"NOPE\"\n")
-        #expect(issues.contains { $0.hasPrefix("web.toml: command = \"/bin/true\": expected an array of strings, got a string") })
+        let commandExplained = issues.contains { $0.hasPrefix("web.toml: command = \"/bin/true\": expected an array of strings, got a string") }
+        #expect(commandExplained, "\(issues)")
         #expect(issues.contains(#"web.toml: instances = "two": expected an integer, got a string (try instances = 2)"#))
         #expect(issues.contains(#"web.toml: [restart] policy = "sometimes": must be always, on-failure or never"#))
-        #expect(issues.contains { $0.hasPrefix(#"web.toml: [stop] timeout = "soon": not a duration"#) })
-        #expect(issues.contains { $0.hasPrefix(#"web.toml: [stop] signal = "NOPE": not a signal"#) })
+        let timeoutExplained = issues.contains { $0.hasPrefix(#"web.toml: [stop] timeout = "soon": not a duration"#) }
+        #expect(timeoutExplained, "\(issues)")
+        let signalExplained = issues.contains { $0.hasPrefix(#"web.toml: [stop] signal = "NOPE": not a signal"#) }
+        #expect(signalExplained, "\(issues)")
     }
 
     @Test func commandIsRequiredAndNamesMustBeSafe() {
-        #expect(messages("instances = 1\n").contains { $0.contains("command: is required") })
-        #expect(messages("name = \"Web App\"\ncommand = [\"/bin/true\"]\n").contains { $0.contains("a service name uses only a-z, 0-9 and '-'") })
+        let missingCommand = messages("instances = 1\n")
+        let commandRequired = missingCommand.contains { $0.contains("command: is required") }
+        #expect(commandRequired, "\(missingCommand)")
+        let badName = messages("name = \"Web App\"\ncommand = [\"/bin/true\"]\n")
+        let nameRefused = badName.contains { $0.contains("a service name uses only a-z, 0-9 and '-'") }
+        #expect(nameRefused, "\(badName)")
     }
 
     @Test func aMistypedPlaceholderIsCaughtButShellBracesPass() {
@@ -122,7 +129,9 @@ struct ManifestDecoderTests {
     }
 
     @Test func backoffMaxBelowMinIsRefused() {
-        #expect(messages("command = [\"/bin/true\"]\n[restart]\nbackoff_min = \"5s\"\nbackoff_max = \"1s\"\n").contains { $0.contains("shorter than backoff_min") })
+        let issues = messages("command = [\"/bin/true\"]\n[restart]\nbackoff_min = \"5s\"\nbackoff_max = \"1s\"\n")
+        let refused = issues.contains { $0.contains("shorter than backoff_min") }
+        #expect(refused, "\(issues)")
     }
 
     @Test func everyProblemIsReportedNotJustTheFirst() {
@@ -169,7 +178,8 @@ struct DaemonConfigTests {
         } catch {
             let text = error.issues.map(\.description)
             #expect(text.contains(#"musterd.toml: [daemon] instance_ports = "30000-20000": not a port range (try "20000-29999")"#))
-            #expect(text.contains { $0.contains("cgroup_root") })
+            let cgroupRootExplained = text.contains { $0.contains("cgroup_root") }
+            #expect(cgroupRootExplained, "\(text)")
             #expect(text.contains(#"musterd.toml: [daemon] unknown key "state_dri" (did you mean "state_dir"?)"#))
         }
     }

@@ -82,12 +82,18 @@ import Testing
         } catch {
             messages = error.issues.map(\.description)
         }
-        #expect(messages.contains { $0.contains("[proxy] listen = \"localhost\"") && $0.contains("not a host:port") })
-        #expect(messages.contains { $0.contains("127.0.0.1:99999") })
-        #expect(messages.contains { $0.contains("[proxy] protocol = \"udp\": must be http or tcp") })
-        #expect(messages.contains { $0.contains("[health] check = \"htp\"") && $0.contains("did you mean \"http\"?") })
-        #expect(messages.contains { $0.contains("[health] path = \"healthz\"") && $0.contains("starting with /") })
-        #expect(messages.contains { $0.contains("[logs] target = \"syslog\"") })
+        let listenExplained = messages.contains { $0.contains("[proxy] listen = \"localhost\"") && $0.contains("not a host:port") }
+        let portExplained = messages.contains { $0.contains("127.0.0.1:99999") }
+        let protocolExplained = messages.contains { $0.contains("[proxy] protocol = \"udp\": must be http or tcp") }
+        let checkExplained = messages.contains { $0.contains("[health] check = \"htp\"") && $0.contains("did you mean \"http\"?") }
+        let pathExplained = messages.contains { $0.contains("[health] path = \"healthz\"") && $0.contains("starting with /") }
+        let targetExplained = messages.contains { $0.contains("[logs] target = \"syslog\"") }
+        #expect(listenExplained, "\(messages)")
+        #expect(portExplained, "\(messages)")
+        #expect(protocolExplained, "\(messages)")
+        #expect(checkExplained, "\(messages)")
+        #expect(pathExplained, "\(messages)")
+        #expect(targetExplained, "\(messages)")
     }
 
     @Test func execCheckNeedsACommand() {
@@ -95,7 +101,8 @@ import Testing
             _ = try ManifestDecoder.decode("command = [\"/bin/true\"]\n[health]\ncheck = \"exec\"", fileName: "web.toml")
             Issue.record("accepted an exec check without a command")
         } catch {
-            #expect(error.issues.contains { $0.description.contains("[health] command") && $0.description.contains("required with check = \"exec\"") })
+            let commandRequired = error.issues.contains { $0.description.contains("[health] command") && $0.description.contains("required with check = \"exec\"") }
+            #expect(commandRequired, "\(error.issues)")
         }
     }
 

@@ -81,7 +81,8 @@ struct SupervisordSyntaxTests {
         #expect(try Fixture.decodes(try command("%(process_num)03d", numprocs: 10)).command == ["/bin/p", "00{index}"])
         let wide = try command("%(process_num)02d", numprocs: 12)
         #expect(try Fixture.decodes(wide).command == ["/bin/p", "{index}"])
-        #expect(wide.notes.contains { $0.contains("padding to 2 characters is lost") })
+        let paddingNoted = wide.notes.contains { $0.contains("padding to 2 characters is lost") }
+        #expect(paddingNoted, "\(wide.notes)")
     }
 }
 
@@ -104,7 +105,8 @@ struct SupervisordImportTests {
     }
 
     @Test func webKeepsArgvEnvironmentAndDirectory() throws {
-        let web = try Fixture.decodes(try #require(Self.run().manifests.first { $0.name == "web" }))
+        let webManifest = Self.run().manifests.first { $0.name == "web" }
+        let web = try Fixture.decodes(try #require(webManifest))
         #expect(web.command == ["/srv/shop/venv/bin/gunicorn", "shop.wsgi:application", "--bind", "127.0.0.1:800{index}", "--name", "shop web {index}"])
         #expect(web.instances == 4)
         #expect(web.directory == "/srv/shop")
@@ -129,27 +131,34 @@ struct SupervisordImportTests {
 
     @Test func quotingHereAndAutostartInTheWorker() throws {
         let result = Self.run()
-        let manifest = try #require(result.manifests.first { $0.name == "queue-worker" })
+        let workerManifest = result.manifests.first { $0.name == "queue-worker" }
+        let manifest = try #require(workerManifest)
         let worker = try Fixture.decodes(manifest)
         #expect(worker.command == ["/usr/bin/env", "python3", "-m", "shop.worker", "--queue", "high priority", "--log-format", "%(levelname)s %(message)s"])
         #expect(worker.directory == Fixture.path("supervisord/conf.d"))
         #expect(worker.restart.policy == .always)
         #expect(worker.environment["QUEUE_NAME"] == "high priority")
         #expect(manifest.toml.contains("# run `musterctl stop queue-worker` after the first start"))
-        #expect(manifest.notCarriedOver.contains { $0.hasPrefix("autostart=false") })
-        #expect(manifest.notCarriedOver.contains { $0.hasPrefix("umask=022") })
+        let autostartNoted = manifest.notCarriedOver.contains { $0.hasPrefix("autostart=false") }
+        let umaskNoted = manifest.notCarriedOver.contains { $0.hasPrefix("umask=022") }
+        #expect(autostartNoted, "\(manifest.notCarriedOver)")
+        #expect(umaskNoted, "\(manifest.notCarriedOver)")
     }
 
     @Test func groupsEventListenersAndDaemonSettingsAreReported() {
         let notes = Self.run().notCarriedOver
-        #expect(notes.contains { $0.contains("[group:shop]") && $0.contains("no process groups") })
-        #expect(notes.contains { $0.contains("[eventlistener:crashmail]") && $0.contains("event protocol") })
-        #expect(notes.contains { $0.contains("[unix_http_server]") })
+        let groupNoted = notes.contains { $0.contains("[group:shop]") && $0.contains("no process groups") }
+        let listenerNoted = notes.contains { $0.contains("[eventlistener:crashmail]") && $0.contains("event protocol") }
+        let serverNoted = notes.contains { $0.contains("[unix_http_server]") }
+        #expect(groupNoted, "\(notes)")
+        #expect(listenerNoted, "\(notes)")
+        #expect(serverNoted, "\(notes)")
     }
 
     @Test func missingEnvironmentVariableIsAnError() {
         let result = SupervisordImporter(environment: [:], hostName: "h").importFiles([Fixture.path("supervisord/supervisord.conf")])
-        #expect(result.errors.contains { $0.contains("SHOP_HOME is not set") })
+        let missingVariableReported = result.errors.contains { $0.contains("SHOP_HOME is not set") }
+        #expect(missingVariableReported, "\(result.errors)")
         #expect(result.manifests.map(\.name) == ["queue-worker", "cron"])
     }
 }
@@ -176,8 +185,11 @@ struct PM2ImportTests {
         #expect(api.restart.backoffMin == .milliseconds(100))
         #expect(api.restart.backoffMax == .seconds(15))
         #expect(result.manifests[0].toml.contains("[proxy]"))
-        #expect(result.manifests[0].notCarriedOver.contains { $0.hasPrefix("exec_mode=cluster") })
-        #expect(result.manifests[0].notCarriedOver.contains { $0.hasPrefix("env_staging") })
+        let apiNotes = result.manifests[0].notCarriedOver
+        let clusterNoted = apiNotes.contains { $0.hasPrefix("exec_mode=cluster") }
+        let stagingNoted = apiNotes.contains { $0.hasPrefix("env_staging") }
+        #expect(clusterNoted, "\(apiNotes)")
+        #expect(stagingNoted, "\(apiNotes)")
         let mailer = try Fixture.decodes(result.manifests[1])
         #expect(mailer.command == ["python3", "/srv/mailer/worker.py", "--queue", "mail \"urgent\""])
         #expect(mailer.restart.policy == .never)
@@ -245,8 +257,10 @@ struct KubernetesExportTests {
         #expect(web.yaml.contains(#"cpu: "500m""#))
         #expect(web.yaml.contains(#""web-$(POD_NAME)""#))
         #expect(web.yaml.contains(#""say \"hi\"\n$$(not-a-var)""#))
-        #expect(web.notCarriedOver.contains { $0.hasPrefix("[resources] pids_max") })
-        #expect(web.notCarriedOver.contains { $0.hasPrefix("user = www-data") })
+        let pidsMaxNoted = web.notCarriedOver.contains { $0.hasPrefix("[resources] pids_max") }
+        let userNoted = web.notCarriedOver.contains { $0.hasPrefix("user = www-data") }
+        #expect(pidsMaxNoted, "\(web.notCarriedOver)")
+        #expect(userNoted, "\(web.notCarriedOver)")
     }
 
     @Test func noImageIsAnErrorThatSaysHowToGiveOne() throws {
@@ -265,8 +279,8 @@ struct KubernetesExportTests {
     /// installed by scripts/setup). Without it the test fails: run scripts/setup.
     @Test func kubernetesValidateStrictAcceptsThem() throws {
         let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/kubernetes-validate" }
-        let tool = try #require(candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }),
-                                "kubernetes-validate is not installed (scripts/setup installs it: pip install kubernetes-validate)")
+        let installed = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        let tool = try #require(installed, "kubernetes-validate is not installed (scripts/setup installs it: pip install kubernetes-validate)")
         let dir = FileManager.default.temporaryDirectory.path + "/muster-k8s-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }

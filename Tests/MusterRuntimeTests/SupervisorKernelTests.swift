@@ -23,7 +23,8 @@ struct SupervisorKernelTests {
             await supervisor.shutdown()
             #expect(reported)
             #expect(row?.reason == "oom-killed: out of memory (memory_max 48M)")
-            #expect(f.journal.recent().contains { $0.kind == "oom-killed" && $0.instance == "hog:0" })
+            let oomReported = f.journal.recent().contains { $0.kind == "oom-killed" && $0.instance == "hog:0" }
+            #expect(oomReported)
         }
     }
 
@@ -79,7 +80,8 @@ struct SupervisorKernelTests {
             let lines = try await supervisor.stop(["stubborn"])
             #expect(lines == ["stubborn:0: stopped: killed after stop timeout"])
             #expect(ContinuousClock.now - started >= .milliseconds(300))
-            #expect(f.journal.recent().contains { $0.kind == "stop-timeout" })
+            let timeoutReported = f.journal.recent().contains { $0.kind == "stop-timeout" }
+            #expect(timeoutReported)
             await supervisor.shutdown()
         }
     }
@@ -107,9 +109,11 @@ struct SupervisorKernelTests {
             let missingReason = try await instance(supervisor, "missing")?.reason
             #expect(crasherReason == "exited with code 3 before start_seconds (200ms); gave up after 3 failed starts in a row")
             #expect(missingReason == "exec /usr/bin/nope: No such file or directory; gave up after 2 failed starts in a row")
-            #expect(f.journal.recent().filter { $0.kind == "backoff" && $0.service == "crasher" }.count == 2)
+            let backoffs = f.journal.recent().filter { $0.kind == "backoff" && $0.service == "crasher" }.count
+            #expect(backoffs == 2)
             _ = try await supervisor.start(["crasher"])
-            #expect(f.journal.recent().filter { $0.kind == "started" && $0.service == "crasher" }.count == 4)
+            let starts = f.journal.recent().filter { $0.kind == "started" && $0.service == "crasher" }.count
+            #expect(starts == 4)
             await supervisor.shutdown()
         }
     }
@@ -229,10 +233,12 @@ struct NotifyLineTests {
             #expect(settled, "\(line)")
             #expect(lines.contains("STATUS=2 services, 2/3 instances running, 1 fatal"))
             #expect(lines.contains("RELOADING=1"))
-            #expect(lines.firstIndex(of: "READY=1").map { $0 > lines.firstIndex(of: "RELOADING=1")! } == true)
+            let readyAfterReloading = lines.firstIndex(of: "READY=1").map { $0 > lines.firstIndex(of: "RELOADING=1")! }
+            #expect(readyAfterReloading == true, "\(lines)")
             #expect(lines.contains("STOPPING=1"))
             // A line is sent when it changes, not on every pass.
-            #expect(Set(lines.filter { $0.hasPrefix("STATUS=") }).count == lines.filter { $0.hasPrefix("STATUS=") }.count)
+            let statusLines = lines.filter { $0.hasPrefix("STATUS=") }
+            #expect(Set(statusLines).count == statusLines.count, "\(statusLines)")
         }
     }
 }
