@@ -74,7 +74,8 @@ struct AutoscalePolicyTests {
         for decision in decisions {
             #expect((2...10).contains(decision.desired), "\(decision.desired) at \(decision.reason)")
         }
-        #expect(decisions.contains { $0.desired == 10 && $0.reason.contains("(max 10)") })
+        let heldAtMax = decisions.contains { $0.desired == 10 && $0.reason.contains("(max 10)") }
+        #expect(heldAtMax)
         #expect(decisions.last?.desired == 2)
         #expect(decisions.last?.reason.contains("(min 2)") == true)
     }
@@ -102,7 +103,8 @@ struct AutoscalePolicyTests {
         // Until the window fills, the average of a few rising samples over-reads the crest; that
         // count is held for the delay and then settles once, so judge from window + delay on.
         let afterWarmUp = counts.dropFirst(10 + 60)
-        #expect(zip(afterWarmUp, afterWarmUp.dropFirst()).allSatisfy { $0 <= $1 }, "\(counts)")
+        let neverDown = zip(afterWarmUp, afterWarmUp.dropFirst()).allSatisfy { $0 <= $1 }
+        #expect(neverDown, "\(counts)")
         #expect(directionChanges(counts) <= 1, "\(counts)")
         #expect(counts.max()! >= 7, "the crests are served")
     }
@@ -114,7 +116,8 @@ struct AutoscalePolicyTests {
         #expect(spike.panicking)
         #expect(spike.desired == 10)
         let after = trace.ticks(59, 5)
-        #expect(after.allSatisfy { $0.desired == 10 }, "\(after.map(\.desired))")
+        let allHeld = after.allSatisfy { $0.desired == 10 }
+        #expect(allHeld, "\(after.map(\.desired))")
         #expect(after.last?.reason.contains("held at the highest of the last 1m") == true)
         let delayOver = trace.tick(5)
         #expect(delayOver.desired == 9, "down one step once the delay has passed since the spike")
@@ -127,7 +130,8 @@ struct AutoscalePolicyTests {
         _ = trace.ticks(20, 10)
         let lastActive = trace.second
         let waiting = trace.ticks(299, 0)
-        #expect(waiting.allSatisfy { $0.desired >= 1 }, "one instance stays until idle for 5m")
+        let oneStays = waiting.allSatisfy { $0.desired >= 1 }
+        #expect(oneStays, "one instance stays until idle for 5m")
         #expect(waiting.last?.desired == 1)
         let idle = trace.tick(0)
         #expect(trace.second - lastActive == 300)
@@ -163,7 +167,8 @@ struct AutoscalePolicyTests {
             previous = decision.desired
         }
         #expect(downs.last?.desired == 1)
-        #expect(downs.contains { $0.reason.contains("(max_scale_down 1)") })
+        let stepNamed = downs.contains { $0.reason.contains("(max_scale_down 1)") }
+        #expect(stepNamed)
 
         var up = Trace(spec(max: 20, maxScaleUp: 2), current: 1)
         previous = 1
