@@ -51,7 +51,8 @@ extension Supervisor {
         }
     }
 
-    /// Matches sockets systemd passed to the services' `listen` addresses: a socket named after
+    /// Matches sockets systemd passed to the services' `listen` addresses (musterd keeps the one
+    /// named `control` for the control API and passes the rest here): a socket named after
     /// a service and bound to one of its addresses becomes that listener, so systemd holds the
     /// port across musterd restarts and no connection is refused meanwhile. Any other passed
     /// socket is closed, with a warning.
@@ -59,11 +60,6 @@ extension Supervisor {
         var result: [String: [ListenAddress: CInt]] = [:]
         for (name, fd) in deps.inheritedSockets {
             let bound = SocketAddressText.localAddress(of: fd)
-            if name == "control" {
-                emit("socket-ignored", message: "systemd passed a socket named \"control\": adopting the control socket is not supported yet (the control API server cannot take a bound socket); musterd binds control_socket itself. Closed it.")
-                Glibc.close(fd)
-                continue
-            }
             guard let listen = services[name]?.spec.proxy?.listen else {
                 emit("socket-ignored", message: "systemd passed a socket named \"\(name)\" (\(bound?.description ?? "not a TCP socket")), but no service of that name has a [proxy]; closed it")
                 Glibc.close(fd)

@@ -73,6 +73,11 @@ struct Musterd: AsyncParsableCommand {
         let journal = EventJournal(stateDir: settings.stateDir) { logger.error("\($0)") }
         let logs = LogPump { logger.error("\($0)") }
         let servicesDir = settings.servicesDir
+        // systemd's sockets: one named "control" is the control API's; the others are listeners
+        // of services' proxies.
+        var inherited = ListenSockets.take()
+        let controlDescriptor = inherited.first { $0.name == "control" }?.fd
+        inherited.removeAll { $0.name == "control" }
         let supervisor = Supervisor(specs: specs, dependencies: .init(
             cgroups: cgroups, reaper: Reaper.shared, logs: logs, journal: journal, store: StateStore(stateDir: settings.stateDir),
             logDir: settings.logDir, ports: settings.instancePorts, daemonEnvironment: ProcessEnvironment.current(),
@@ -81,7 +86,7 @@ struct Musterd: AsyncParsableCommand {
             notify: { SystemdNotifier.notify($0) },
             eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
             notifyDir: PathText.directory(of: settings.controlSocket) + "/notify",
-            inheritedSockets: ListenSockets.take(),
+            inheritedSockets: inherited,
             journalStream: { identifier, priority in
                 Journal.stream(identifier: identifier, priority: priority).mapError { JournalUnavailable(message: $0.message) }
             },
@@ -98,17 +103,26 @@ struct Musterd: AsyncParsableCommand {
         let controlGroup = settings.controlGroup
         var serverLogger = logger
         serverLogger.logLevel = .warning
-        let app = Application(
-            router: router,
-            configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "musterd"),
-            onServerRunning: { _ in
-                ControlSocket.restrict(path: socketPath, group: controlGroup, logger: logger)
-                logger.info("control socket ready at \(socketPath)")
+        let controlServer: any Service
+        if let controlDescriptor {
+            // systemd made the socket (its SocketMode= and SocketGroup= stand for restrict()).
+            controlServer = AdoptedSocketServer(descriptor: controlDescriptor, router: router, logger: serverLogger) {
+                logger.info("control socket ready: the one systemd passed (FileDescriptorName=control)")
                 readiness.arrive(.controlSocket)
-            },
-            logger: serverLogger)
+            }
+        } else {
+            controlServer = Application(
+                router: router,
+                configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "musterd"),
+                onServerRunning: { _ in
+                    ControlSocket.restrict(path: socketPath, group: controlGroup, logger: logger)
+                    logger.info("control socket ready at \(socketPath)")
+                    readiness.arrive(.controlSocket)
+                },
+                logger: serverLogger)
+        }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: app), .init(service: SupervisorService(supervisor: supervisor, logger: logger, readiness: readiness)),
+            .init(service: controlServer), .init(service: SupervisorService(supervisor: supervisor, logger: logger, readiness: readiness)),
         ]
         if let address = settings.metricsListen {
             services.append(.init(service: MetricsEndpoint.application(address: address, supervisor: supervisor, logger: serverLogger)))

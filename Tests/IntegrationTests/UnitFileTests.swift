@@ -19,12 +19,20 @@ struct UnitFileTests {
         let copy = unit.replacingOccurrences(of: "/usr/local/bin/", with: DaemonHarness.binDir + "/")
         let path = folder.appendingPathComponent("musterd.service").path
         try copy.write(toFile: path, atomically: true, encoding: .utf8)
-        // The socket-activation example, verified beside the service it activates.
-        let socketUnit = folder.appendingPathComponent("musterd-web.socket").path
-        try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("systemd/musterd-web.socket").path, toPath: socketUnit)
+        // The socket units (the control socket, and the example for a proxy listener), verified
+        // beside the service they activate.
+        var socketUnits: [String] = []
+        for name in ["musterd.socket", "musterd-web.socket"] {
+            let copyPath = folder.appendingPathComponent(name).path
+            try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("systemd/\(name)").path, toPath: copyPath)
+            socketUnits.append(copyPath)
+        }
+        let controlSocket = try String(contentsOfFile: socketUnits[0], encoding: .utf8)
+        #expect(controlSocket.contains("FileDescriptorName=control"))
+        #expect(controlSocket.contains("ListenStream=/run/muster/muster.sock"))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
-        process.arguments = ["verify", path, socketUnit]
+        process.arguments = ["verify", path] + socketUnits
         let err = Pipe()
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
@@ -62,7 +70,7 @@ struct InstallScriptTests {
         let first = script("install")
         #expect(first.code == 0, "\(first.stderr)")
         for file in ["usr/local/bin/musterd", "usr/local/bin/musterctl", "etc/systemd/system/musterd.service",
-                     "etc/muster/musterd.toml", "usr/share/bash-completion/completions/musterctl", "usr/local/share/doc/muster/README.md"] {
+                     "etc/systemd/system/musterd.socket", "etc/muster/musterd.toml", "usr/share/bash-completion/completions/musterctl", "usr/local/share/doc/muster/README.md"] {
             #expect(FileManager.default.fileExists(atPath: stage.appendingPathComponent(file).path), "\(file)")
         }
         // The installed example config is valid as it stands (with its empty services.d).
@@ -80,6 +88,7 @@ struct InstallScriptTests {
         #expect(try String(contentsOfFile: config, encoding: .utf8).hasPrefix("# edited by the operator"))
         #expect(script("uninstall").code == 0)
         #expect(!FileManager.default.fileExists(atPath: stage.appendingPathComponent("usr/local/bin/musterd").path))
+        #expect(!FileManager.default.fileExists(atPath: stage.appendingPathComponent("etc/systemd/system/musterd.socket").path))
         #expect(FileManager.default.fileExists(atPath: config))
     }
 }
