@@ -35,6 +35,23 @@ public enum ControlAPI {
         "GET /v1/events", "POST /v1/shutdown",
     ]
 
+    /// The methods `routes` serve on `path` ("/v1/services/web/scale" → ["POST"]); a `{…}` in
+    /// a route matches one path segment.
+    static func methods(allowedOn path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        var methods: [String] = []
+        for route in routes {
+            let parts = route.split(separator: " ")
+            let template = parts[1].split(separator: "/", omittingEmptySubsequences: false)
+            guard template.count == segments.count else { continue }
+            let matches = zip(template, segments).allSatisfy { pattern, segment in
+                pattern.hasPrefix("{") ? !segment.isEmpty : pattern == segment
+            }
+            if matches && !methods.contains(String(parts[0])) { methods.append(String(parts[0])) }
+        }
+        return methods.sorted()
+    }
+
     public static func router(supervisor: Supervisor, journal: EventJournal, settings: Settings) -> Router<ControlContext> {
         let router = Router(context: ControlContext.self)
         router.add(middleware: ControlMiddleware(authorizer: settings.authorizer))

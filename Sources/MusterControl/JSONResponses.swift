@@ -37,6 +37,13 @@ struct ControlMiddleware: RouterMiddleware {
             return JSONBody.error(error)
         } catch let error as DecodingError {
             return JSONBody.error(.badRequest("the request body is not what this endpoint takes: \(Self.describe(error))"))
+        } catch let error as HTTPResponseError where error.status == .notFound && !ControlAPI.methods(allowedOn: request.uri.path).isEmpty {
+            // The path exists, the method does not: 405 and the methods it takes, as RFC 9110 asks.
+            let allowed = ControlAPI.methods(allowedOn: request.uri.path)
+            var response = JSONBody.error(ControlError(status: 405, code: "method_not_allowed",
+                                                       message: "\(request.uri.path) takes \(allowed.joined(separator: " or ")), not \(request.method)"))
+            response.headers[.allow] = allowed.joined(separator: ", ")
+            return response
         } catch let error as HTTPResponseError {
             let status = error.status
             let code = status == .notFound ? "not_found" : status.code < 500 ? "bad_request" : "internal"

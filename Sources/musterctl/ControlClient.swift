@@ -72,12 +72,34 @@ struct ControlClient {
     }
 
     private func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-        guard access(socketPath, F_OK) == 0 else {
-            throw Failure.unreachable("cannot reach musterd at \(socketPath): No such file or directory (is musterd running?)")
+        // One plain connect first: AsyncHTTPClient retries a failed connect until the request's
+        // deadline, so a socket nobody listens on (a stale file: ECONNREFUSED) or one this user
+        // may not open (EACCES) would hang musterctl instead of ending with exit 3 and why.
+        if let failure = Self.probeConnect(socketPath) {
+            throw Failure.unreachable("cannot reach musterd at \(socketPath): \(failure)" + (failure.hasPrefix("Permission") ? " (root and members of control_group may use it)" : " (is musterd running?)"))
         }
         // The shared client lives until the process exits, a few milliseconds later: shutting a
         // client down cleanly costs more than the request itself.
         return try await body(HTTPClient.shared)
+    }
+
+    /// Why a connect to the Unix socket at `path` fails (strerror), or nil when it succeeds.
+    static func probeConnect(_ path: String) -> String? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return "the socket path is too long" }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return String(cString: strerror(errno)) }
+        defer { close(fd) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return result == 0 ? nil : String(cString: strerror(errno))
     }
 
     private func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {

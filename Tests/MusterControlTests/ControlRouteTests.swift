@@ -344,11 +344,17 @@ struct ControlRouteTests {
     }
 
     static func unknownEndpoints(_ api: APIClient) async throws {
-        for (method, uri) in [(HTTPRequest.Method.get, "/v1/nope"), (.get, "/v1/start"), (.delete, "/v1/status"), (.post, "/v2/status"),
-                              (.get, "/"), (.post, "/v1/services/web/scale/extra")] {
+        for (method, uri) in [(HTTPRequest.Method.get, "/v1/nope"), (.post, "/v2/status"), (.get, "/"), (.post, "/v1/services/web/scale/extra")] {
             let missing = try await api.call(method, uri, route: nil, expect: 404)
             #expect(missing.errorCode == "not_found")
             #expect(missing.message == "no such endpoint: \(method) \(uri)")
+        }
+        // A path that exists, with a method it does not take: 405 and the methods it does.
+        for (method, uri, allowed) in [(HTTPRequest.Method.get, "/v1/start", "POST"), (.delete, "/v1/status", "GET"),
+                                       (.put, "/v1/services/web/scale", "POST")] {
+            let wrong = try await api.call(method, uri, route: nil, expect: 405)
+            #expect(wrong.errorCode == "method_not_allowed")
+            #expect(wrong.message == "\(uri) takes \(allowed), not \(method)")
         }
     }
 
