@@ -7,12 +7,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,15 +34,21 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
 
-struct child_report { int step; int error; };
+struct child_report { int step; int error; int index; };
 
-// Async-signal-safe: write(2) only. Retries on EINTR; a short write of 8 bytes to a fresh pipe
+// Async-signal-safe: write(2) only. Retries on EINTR; a short write of 12 bytes to a fresh pipe
 // cannot happen.
-static void report(int fd, int step) {
-    struct child_report r = { step, errno };
+static void report_at(int fd, int step, int index) {
+    struct child_report r = { step, errno, index };
     while (write(fd, &r, sizeof r) < 0 && errno == EINTR) {}
 }
+
+static void report(int fd, int step) { report_at(fd, step, 0); }
 
 // Async-signal-safe: open/write/close. Writing "0" to cgroup.procs moves the writer itself.
 static int join_cgroup(const char *procs_path) {
@@ -49,6 +60,225 @@ static int join_cgroup(const char *procs_path) {
     close(fd);
     errno = saved;
     return n == 1 ? 0 : -1;
+}
+
+// ---- Isolation. Everything here runs in the child between clone and exec, so the same rule
+// holds: raw system calls (mount, umount2, open, stat, prctl, capget/capset, prlimit64, setns),
+// stack memory, and nothing that takes a lock. Each returns -1 with errno and the failing entry
+// in *index.
+
+// "-/path": skip when missing (systemd's spelling). Sets *optional and returns the path itself.
+static const char *entry_path(const char *entry, int *optional) {
+    *optional = entry[0] == '-';
+    return *optional ? entry + 1 : entry;
+}
+
+// "/proc/self/fd/N" into buf (at least 32 bytes): a path that means exactly the open file, even
+// once something else has been mounted over the name it was opened by.
+static const char *fd_path(char *buf, int fd) {
+    static const char prefix[] = "/proc/self/fd/";
+    char digits[12];
+    int n = 0;
+    unsigned value = (unsigned)fd;
+    do { digits[n++] = (char)('0' + value % 10); value /= 10; } while (value && n < (int)sizeof digits);
+    memcpy(buf, prefix, sizeof prefix - 1);
+    int at = (int)sizeof prefix - 1;
+    while (n) buf[at++] = digits[--n];
+    buf[at] = 0;
+    return buf;
+}
+
+static int rlimit_resource(int which) {
+    switch (which) {
+    case MUSTER_LIMIT_NOFILE: return RLIMIT_NOFILE;
+    case MUSTER_LIMIT_NPROC: return RLIMIT_NPROC;
+    case MUSTER_LIMIT_CORE: return RLIMIT_CORE;
+    case MUSTER_LIMIT_MEMLOCK: return RLIMIT_MEMLOCK;
+    default: return -1;
+    }
+}
+
+static int apply_rlimits(const muster_spawn_request *q, int *index) {
+    for (size_t i = 0; i < q->rlimit_count; i++) {
+        int resource = rlimit_resource(q->rlimits[i].resource);
+        if (resource < 0) { *index = (int)i; errno = EINVAL; return -1; }
+        struct { uint64_t cur, max; } limit = { q->rlimits[i].value, q->rlimits[i].value };
+        if (syscall(SYS_prlimit64, 0, resource, &limit, NULL) < 0) { *index = (int)i; return -1; }
+    }
+    return 0;
+}
+
+// Sets (or clears) MS_RDONLY on the mount at path, keeping its other flags: a bind remount takes
+// the complete flag set, and dropping nosuid/nodev/noexec by accident would loosen the host's.
+// The ST_* flags of statfs have the values of the MS_* ones.
+static int remount_bind(const char *path, int read_only) {
+    struct statfs fs;
+    if (statfs(path, &fs) < 0) return -1;
+    unsigned long keep = (unsigned long)fs.f_flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
+    return mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | keep | (read_only ? MS_RDONLY : 0), NULL);
+}
+
+// mount_setattr(2) (Linux 5.12): flips only the read-only flag, on every mount below path when
+// recursive. Returns -1 with ENOSYS on older kernels.
+static int set_read_only(const char *path, int read_only, int recursive) {
+#if defined(SYS_mount_setattr) && defined(MOUNT_ATTR_RDONLY)
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    if (read_only) attr.attr_set = MOUNT_ATTR_RDONLY; else attr.attr_clr = MOUNT_ATTR_RDONLY;
+    return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, &attr, sizeof attr);
+#else
+    (void)path; (void)read_only; (void)recursive;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+// read_only_paths: a recursive bind of the path onto itself, then read-only on it and every
+// mount below it. Without mount_setattr, only the top mount becomes read-only.
+static int make_read_only(const char *path) {
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+    if (set_read_only(path, 1, 1) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+    return remount_bind(path, 1);
+}
+
+// inaccessible_paths: a folder gets an empty read-only tmpfs of mode 000 over it; anything else
+// gets an empty read-only file of mode 000 bound over it. That file lives on a staging tmpfs
+// mounted over /tmp only for the moment of the bind; the target is opened first, so a target
+// under /tmp still means the real one.
+static int make_inaccessible(const char *path) {
+    struct stat st;
+    if (stat(path, &st) < 0) return -1;
+    if (S_ISDIR(st.st_mode)) {
+        return mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=000,size=4k");
+    }
+    int target = open(path, O_PATH | O_CLOEXEC);
+    if (target < 0) return -1;
+    int rc = -1;
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=700,size=4k") == 0) {
+        int empty = open("/tmp/inaccessible", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0);
+        if (empty >= 0) {
+            close(empty);
+            char where[32];
+            if (fchmodat(AT_FDCWD, "/tmp/inaccessible", 0, 0) == 0
+                && mount(NULL, "/tmp", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0
+                && mount("/tmp/inaccessible", fd_path(where, target), NULL, MS_BIND, NULL) == 0) {
+                rc = 0;
+            }
+        }
+        int saved = errno;
+        (void)umount2("/tmp", MNT_DETACH);
+        errno = saved;
+    }
+    close(target);
+    return rc;
+}
+
+// The mount namespace of an instance. Order: "/" private (nothing propagates back to the host),
+// read-only paths, writable paths inside them, the private /tmp, and inaccessible paths last, so
+// hiding wins over everything else.
+static int set_up_mounts(const muster_spawn_request *q, int *step, int *index) {
+    *index = 0;
+    if (syscall(SYS_unshare, CLONE_NEWNS) < 0) { *step = MUSTER_STEP_MOUNT_NAMESPACE; return -1; }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) { *step = MUSTER_STEP_MOUNT_PRIVATE; return -1; }
+
+    // Writable paths are copied (open_tree, Linux 5.2) before anything turns read-only, and put
+    // back on top afterwards: each comes back exactly as the host has it, submounts included.
+    int clones[MUSTER_MAX_WRITABLE_PATHS];
+    size_t writable = q->writable_count;
+    if (writable > MUSTER_MAX_WRITABLE_PATHS) { *step = MUSTER_STEP_WRITABLE; errno = E2BIG; return -1; }
+    for (size_t i = 0; i < writable; i++) {
+        int optional;
+        const char *path = entry_path(q->writable_paths[i], &optional);
+        clones[i] = -1;
+#if defined(SYS_open_tree) && defined(OPEN_TREE_CLONE)
+        clones[i] = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (clones[i] < 0 && errno == ENOENT && optional) continue;
+        if (clones[i] < 0 && errno != ENOSYS) { *step = MUSTER_STEP_WRITABLE; *index = (int)i; return -1; }
+#endif
+    }
+
+    for (size_t i = 0; i < q->read_only_count; i++) {
+        int optional;
+        const char *path = entry_path(q->read_only_paths[i], &optional);
+        if (make_read_only(path) < 0) {
+            if (errno == ENOENT && optional) continue;
+            *step = MUSTER_STEP_READ_ONLY; *index = (int)i; return -1;
+        }
+    }
+
+    for (size_t i = 0; i < writable; i++) {
+        int optional;
+        const char *path = entry_path(q->writable_paths[i], &optional);
+        int rc;
+        if (clones[i] >= 0) {
+#if defined(SYS_move_mount) && defined(MOVE_MOUNT_F_EMPTY_PATH)
+            rc = (int)syscall(SYS_move_mount, clones[i], "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH);
+#else
+            rc = -1; errno = ENOSYS;
+#endif
+            int saved = errno;
+            close(clones[i]);
+            errno = saved;
+        } else {
+            // No open_tree: bind the path onto itself and clear read-only on that one mount.
+            rc = mount(path, path, NULL, MS_BIND | MS_REC, NULL);
+            if (rc < 0 && errno == ENOENT && optional) continue;
+            if (rc == 0 && set_read_only(path, 0, 0) < 0) rc = errno == ENOSYS ? remount_bind(path, 0) : -1;
+        }
+        if (rc < 0) {
+            int saved = errno;
+            for (size_t j = i + 1; j < writable; j++) if (clones[j] >= 0) close(clones[j]);
+            errno = saved;
+            *step = MUSTER_STEP_WRITABLE; *index = (int)i; return -1;
+        }
+    }
+
+    if (q->private_tmp && mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
+        *step = MUSTER_STEP_PRIVATE_TMP; return -1;
+    }
+
+    for (size_t i = 0; i < q->inaccessible_count; i++) {
+        int optional;
+        const char *path = entry_path(q->inaccessible_paths[i], &optional);
+        if (make_inaccessible(path) < 0) {
+            if (errno == ENOENT && optional) continue;
+            *step = MUSTER_STEP_INACCESSIBLE; *index = (int)i; return -1;
+        }
+    }
+    return 0;
+}
+
+// Bounding set and ambient set, while the child still has CAP_SETPCAP (it goes with setuid to
+// a non-root user): after this, nothing the child execs can gain a capability outside the list.
+static int limit_bounding_set(const muster_spawn_request *q, int *step, int *index) {
+    for (int cap = 0; cap <= q->cap_last && cap < 64; cap++) {
+        if (q->keep_capabilities & (1ULL << cap)) continue;
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;  // not in the set, or unknown here
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) { *step = MUSTER_STEP_CAPBSET; *index = cap; return -1; }
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) {
+        *step = MUSTER_STEP_AMBIENT; return -1;
+    }
+    return 0;
+}
+
+// Permitted, effective and inheritable cut to the list, after setuid. For a service that stays
+// root this is what takes the capabilities away now (root keeps its permitted set through a
+// bounding-set drop until exec, and inheritable passes through exec); for one that left root,
+// permitted and effective are already empty and only inheritable is left to cut.
+static int limit_capability_sets(const muster_spawn_request *q) {
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &header, data) < 0) return -1;
+    for (int i = 0; i < 2; i++) {
+        uint32_t keep = (uint32_t)(q->keep_capabilities >> (32 * i));
+        data[i].permitted &= keep;
+        data[i].effective &= keep;
+        data[i].inheritable &= keep;
+    }
+    return (int)syscall(SYS_capset, &header, data);
 }
 
 // Runs in the child only; never returns. The raw syscalls for credentials matter: glibc's
@@ -74,6 +304,18 @@ static void child_main(const muster_spawn_request *q, int report_fd, int devnull
         if (join_cgroup(q->v1_procs_paths[i]) < 0) { report(report_fd, MUSTER_STEP_CGROUP); _exit(127); }
     }
     if (setsid() < 0) { report(report_fd, MUSTER_STEP_SETSID); _exit(127); }
+
+    // Isolation that needs privilege comes before the ids change: rlimits (raising a hard limit
+    // needs CAP_SYS_RESOURCE), mounts (CAP_SYS_ADMIN), the bounding set (CAP_SETPCAP).
+    int step = 0, index = 0;
+    if (apply_rlimits(q, &index) < 0) { report_at(report_fd, MUSTER_STEP_RLIMIT, index); _exit(127); }
+    if (q->join_mount_namespace) {
+        if (syscall(SYS_setns, q->mount_namespace_fd, CLONE_NEWNS) < 0) { report(report_fd, MUSTER_STEP_JOIN_MOUNT_NAMESPACE); _exit(127); }
+    } else if (q->new_mount_namespace) {
+        if (set_up_mounts(q, &step, &index) < 0) { report_at(report_fd, step, index); _exit(127); }
+    }
+    if (q->limit_capabilities && limit_bounding_set(q, &step, &index) < 0) { report_at(report_fd, step, index); _exit(127); }
+
     if (q->set_ids) {
         if (syscall(SYS_setgroups, q->group_count, q->groups) < 0) { report(report_fd, MUSTER_STEP_SETGROUPS); _exit(127); }
         if (syscall(SYS_setresgid, q->gid, q->gid, q->gid) < 0) { report(report_fd, MUSTER_STEP_SETGID); _exit(127); }
@@ -86,6 +328,9 @@ static void child_main(const muster_spawn_request *q, int report_fd, int devnull
     if (dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
         report(report_fd, MUSTER_STEP_STDIO); _exit(127);
     }
+    if (q->limit_capabilities && limit_capability_sets(q) < 0) { report(report_fd, MUSTER_STEP_CAPSET); _exit(127); }
+    if (q->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) { report(report_fd, MUSTER_STEP_NO_NEW_PRIVS); _exit(127); }
+
     // Every other descriptor closes at exec, the report pipe included: EOF tells the parent that
     // exec succeeded. Marking them CLOEXEC (rather than closing) keeps report_fd usable until then.
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
@@ -234,7 +479,7 @@ int muster_spawn(const muster_spawn_request *q, muster_spawn_result *r) {
         // on a zombie still succeeds and refers to this very child.
     }
 
-    struct child_report rep = { 0, 0 };
+    struct child_report rep = { 0, 0, 0 };
     ssize_t n;
     do { n = read(pipefd[0], &rep, sizeof rep); } while (n < 0 && errno == EINTR);
     close(pipefd[0]);
@@ -251,7 +496,7 @@ int muster_spawn(const muster_spawn_request *q, muster_spawn_result *r) {
         } else {
             while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
         }
-        r->failed_step = rep.step; r->error = rep.error;
+        r->failed_step = rep.step; r->error = rep.error; r->failed_index = rep.index;
         return -1;
     }
     if (pidfd < 0) {
@@ -299,3 +544,11 @@ int muster_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0
 void muster_set_thread_name(const char *name) { (void)prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 int muster_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int muster_hard_limit(int which, unsigned long long *value) {
+    int resource = rlimit_resource(which);
+    struct rlimit limit;
+    if (resource < 0 || getrlimit(resource, &limit) < 0) return -1;
+    *value = limit.rlim_max == RLIM_INFINITY ? ~0ULL : (unsigned long long)limit.rlim_max;
+    return 0;
+}

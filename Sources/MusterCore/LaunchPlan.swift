@@ -6,6 +6,8 @@ public struct LaunchPlan: Sendable, Equatable {
     /// `KEY=value` entries: the child's whole environment.
     public var environment: [String]
     public var port: Int
+    /// The manifest's `[isolation]`, its paths' placeholders expanded.
+    public var isolation: IsolationSpec
 
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -18,6 +20,7 @@ public struct LaunchPlan: Sendable, Equatable {
         argv = spec.command.map { Placeholders.expand($0, values) }
         directory = Placeholders.expand(spec.directory, values)
         self.port = port
+        isolation = spec.isolation.expanded(values)
         var env: [String: String] = spec.inheritEnvironment ? daemonEnvironment : ["PATH": Self.defaultPath]
         if env["PATH"] == nil { env["PATH"] = Self.defaultPath }
         if let account {

@@ -120,6 +120,12 @@ public enum ManifestDecoder {
             reader.finish()
             issues += reader.issues
         }
+        if let isolation = top.subtable("isolation") {
+            var reader = TableReader(file: fileName, table: "isolation", entries: isolation)
+            decodeIsolation(&reader, into: &spec.isolation)
+            reader.finish()
+            issues += reader.issues
+        }
         if let export = top.subtable("export") {
             var reader = TableReader(file: fileName, table: "export", entries: export)
             if let image = reader.string("image", example: "\"registry.example/web:1.4\"") {
@@ -262,6 +268,70 @@ public enum ManifestDecoder {
         if health.check == .exec && health.command.isEmpty {
             reader.fail("command", nil, "is required with check = \"exec\" (try command = [\"/usr/local/bin/probe\"])")
         }
+    }
+
+    private static func decodeIsolation(_ reader: inout TableReader, into isolation: inout IsolationSpec) {
+        if let flag = reader.boolean("no_new_privileges") { isolation.noNewPrivileges = flag }
+        if let names = reader.stringArray("capabilities", example: "[\"CAP_NET_BIND_SERVICE\"]") {
+            var numbers: [Int] = []
+            for name in names {
+                if let number = Capabilities.number(named: name) { numbers.append(number); continue }
+                let spelled = name.lowercased().hasPrefix("cap_") ? name : "cap_" + name
+                let near = Suggestions.nearest(to: spelled, in: Capabilities.names.map { $0.lowercased() })?.uppercased()
+                reader.fail("capabilities", .string(name), "not a capability name"
+                    + (near.map { " (did you mean \"\($0)\"?)" } ?? " (names are listed in capabilities(7), e.g. \"CAP_NET_BIND_SERVICE\")"))
+            }
+            isolation.capabilities = CapabilitySet(numbers)
+        }
+        if let flag = reader.boolean("private_tmp") { isolation.privateTmp = flag }
+        for (key, keyPath) in [("read_only_paths", \IsolationSpec.readOnlyPaths), ("writable_paths", \.writablePaths),
+                               ("inaccessible_paths", \.inaccessiblePaths)] {
+            guard let texts = reader.stringArray(key, example: "[\"/srv/app\"]") else { continue }
+            var paths: [IsolatedPath] = []
+            for text in texts {
+                guard let path = IsolatedPath(text) else {
+                    reader.fail(key, .string(text), "must be an absolute path without . or .. parts, optionally after a \"-\" that skips it when missing (try \"/srv/app\" or \"-/srv/app\")")
+                    continue
+                }
+                if key == "inaccessible_paths" && path.path == "/" {
+                    reader.fail(key, .string(text), "hiding / leaves nothing to run (name the folders to hide, e.g. \"/home\")")
+                    continue
+                }
+                if !paths.contains(path) { paths.append(path) }
+            }
+            if paths.count > IsolationSpec.maxPaths {
+                reader.fail(key, nil, "names \(paths.count) paths; at most \(IsolationSpec.maxPaths) are supported (name a common parent folder instead)")
+                continue
+            }
+            isolation[keyPath: keyPath] = paths
+        }
+        // Raising a hard limit above musterd's own needs CAP_SYS_RESOURCE; the spawn reports that.
+        if let value = limit(&reader, "nofile", example: "65536", range: 1...1_073_741_816, unlimited: false, sizes: false) { isolation.limits.nofile = value }
+        if let value = limit(&reader, "nproc", example: "512", range: 1...4_194_304, unlimited: true, sizes: false) { isolation.limits.nproc = value }
+        if let value = limit(&reader, "core", example: "0", range: 0...Int.max, unlimited: true, sizes: true) { isolation.limits.core = value }
+        if let value = limit(&reader, "memlock", example: "\"64M\"", range: 0...Int.max, unlimited: true, sizes: true) { isolation.limits.memlock = value }
+    }
+
+    /// An rlimit: an integer, `"unlimited"` where the kernel allows it, and a size (`"64M"`) for
+    /// the byte-counted ones.
+    private static func limit(_ reader: inout TableReader, _ key: String, example: String, range: ClosedRange<Int>,
+                              unlimited: Bool, sizes: Bool) -> UInt64? {
+        guard let node = reader.value(key) else { return nil }
+        let forms = (sizes ? "a number of bytes or a size" : "an integer") + (unlimited ? " or \"unlimited\"" : "")
+        switch node {
+        case .string("unlimited") where unlimited:
+            return ProcessLimits.unlimited
+        case .string(let text) where sizes:
+            if let bytes = ByteSize.parse(text) { return bytes }
+        case .integer(let number):
+            if range.contains(number) { return UInt64(number) }
+            reader.fail(key, node, "must be between \(range.lowerBound) and \(range.upperBound) (try \(key) = \(example))")
+            return nil
+        default:
+            break
+        }
+        reader.fail(key, node, "expected \(forms) (try \(key) = \(example))")
+        return nil
     }
 
     private static func decodeRestart(_ reader: inout TableReader, into restart: inout RestartSpec) {

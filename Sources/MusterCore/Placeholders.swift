@@ -26,7 +26,7 @@ public enum Placeholders {
     /// Near-misses such as `{prot}` are almost always typos of a placeholder, so they are errors.
     static func problems(in spec: ServiceSpec, file: String) -> [ManifestIssue] {
         var issues: [ManifestIssue] = []
-        func check(_ text: String, key: String) {
+        func check(_ text: String, key: String, table: String? = nil) {
             var rest = Substring(text)
             while let open = rest.firstIndex(of: "{") {
                 let afterOpen = rest.index(after: open)
@@ -36,7 +36,7 @@ public enum Placeholders {
                 if !precededByDollar, !names.contains(word), !word.isEmpty,
                    word.allSatisfy({ $0.isLetter || $0 == "_" }),
                    let near = Suggestions.nearest(to: word, in: names), Suggestions.editDistance(word, near) <= 2 {
-                    issues.append(ManifestIssue(file: file, key: key, value: "\"\(text)\"",
+                    issues.append(ManifestIssue(file: file, table: table, key: key, value: "\"\(text)\"",
                                                 message: "unknown placeholder {\(word)} (did you mean {\(near)}?)"))
                 }
                 rest = rest[rest.index(after: close)...]
@@ -45,6 +45,10 @@ public enum Placeholders {
         spec.command.forEach { check($0, key: "command") }
         spec.environment.values.forEach { check($0, key: "environment") }
         check(spec.directory, key: "directory")
+        for (key, paths) in [("read_only_paths", spec.isolation.readOnlyPaths), ("writable_paths", spec.isolation.writablePaths),
+                             ("inaccessible_paths", spec.isolation.inaccessiblePaths)] {
+            paths.forEach { check($0.description, key: key, table: "isolation") }
+        }
         return issues
     }
 }

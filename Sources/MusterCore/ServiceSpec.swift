@@ -22,6 +22,8 @@ public struct ServiceSpec: Sendable, Equatable {
     /// `[export] image`: the container image `musterctl export kubernetes` names; musterd itself
     /// never reads it.
     public var exportImage: String?
+    /// `[isolation]`: namespaces, mounts, capabilities and rlimits the shim applies before exec.
+    public var isolation = IsolationSpec()
     /// The file this came from; not part of what makes two specs equal.
     public var sourcePath: String
 
@@ -59,6 +61,7 @@ public struct ServiceSpec: Sendable, Equatable {
             && inheritEnvironment == other.inheritEnvironment && instances == other.instances
             && restart == other.restart && stop == other.stop && resources == other.resources && logs == other.logs
             && proxy == other.proxy && health == other.health && autoscale == other.autoscale && exportImage == other.exportImage
+            && isolation == other.isolation
     }
 
     /// Differs in what its processes are started with: only a restart applies such a change.

@@ -7,8 +7,11 @@ import MusterCore
 public enum ManifestLoader {
     public static func loadConfig(_ path: String) throws(ManifestErrors) -> DaemonConfig {
         let text: String
-        do { text = try FileSystem.read(path) }
-        catch { throw ManifestErrors([ManifestIssue(file: path, message: "cannot read: \(FileSystem.errorText(error.errno))")]) }
+        switch readTrusted(path, kind: .daemonConfig) {
+        case .success(let read): text = read
+        case .failure(.unreadable(let code)): throw ManifestErrors([ManifestIssue(file: path, message: "cannot read: \(FileSystem.errorText(code))")])
+        case .failure(.refused(let why)): throw ManifestErrors([ManifestIssue(file: path, message: why)])
+        }
         return try DaemonConfig.decode(text, path: path)
     }
 
@@ -30,8 +33,11 @@ public enum ManifestLoader {
             let name = PathText.fileName(of: path)
             do throws(ManifestErrors) {
                 let text: String
-                do { text = try FileSystem.read(path) }
-                catch { throw ManifestErrors([ManifestIssue(file: name, message: "cannot read \(path): \(FileSystem.errorText(error.errno))")]) }
+                switch readTrusted(path, kind: .manifest) {
+                case .success(let read): text = read
+                case .failure(.unreadable(let code)): throw ManifestErrors([ManifestIssue(file: name, message: "cannot read \(path): \(FileSystem.errorText(code))")])
+                case .failure(.refused(let why)): throw ManifestErrors([ManifestIssue(file: name, message: why)])
+                }
                 let spec = try ManifestDecoder.decode(text, fileName: name, sourcePath: path)
                 let hostIssues = checkHost(spec, file: name)
                 if !hostIssues.isEmpty { throw ManifestErrors(hostIssues) }
@@ -70,6 +76,45 @@ public enum ManifestLoader {
         if let program = spec.command.first, program.hasPrefix("/"), !program.contains("{"), !FileSystem.isExecutableFile(program) {
             issues.append(ManifestIssue(file: file, key: "command", value: "\"\(program)\"", message: "not an executable file"))
         }
+        let isolation = spec.isolation
+        for (key, paths) in [("read_only_paths", isolation.readOnlyPaths), ("writable_paths", isolation.writablePaths),
+                             ("inaccessible_paths", isolation.inaccessiblePaths)] {
+            for entry in paths where !entry.optional && !entry.path.contains("{") && !FileSystem.exists(entry.path) {
+                issues.append(ManifestIssue(file: file, table: "isolation", key: key, value: "\"\(entry)\"",
+                                            message: "no such file or folder on this host (create it, or write \"-\(entry.path)\" to skip it where it is missing)"))
+            }
+        }
         return issues
+    }
+
+    enum ReadFailure: Error {
+        case unreadable(Int32)
+        case refused(String)
+    }
+
+    /// Reads a file musterd takes orders from, after `FileTrust`'s check of its owner and mode.
+    /// The check and the read use one descriptor, so the file cannot be swapped in between.
+    static func readTrusted(_ path: String, kind: FileTrust.Kind, runningAs uid: uid_t = geteuid()) -> Result<String, ReadFailure> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(.unreadable(errno)) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return .failure(.unreadable(errno)) }
+        if let why = FileTrust.refusal(runningAs: uid, owner: info.st_uid, ownerName: info.st_uid == 0 ? nil : Accounts.user(id: info.st_uid)?.name,
+                                       mode: info.st_mode, path: path, kind: kind) {
+            return .failure(.refused(why))
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while bytes.count < 1 << 20 {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(.unreadable(errno))
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return .success(String(decoding: bytes, as: UTF8.self))
     }
 }

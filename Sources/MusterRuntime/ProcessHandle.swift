@@ -18,6 +18,11 @@ public final class ProcessHandle: Sendable {
     /// The pidfd while the process is not yet reaped; nil after.
     public var pidfd: Int32? { descriptor.withLock { $0 >= 0 ? $0 : nil } }
 
+    /// Runs `body` with the pidfd (nil once reaped), which stays open until `body` returns.
+    func withPidfd<R, E: Error>(_ body: (Int32?) throws(E) -> R) throws(E) -> R {
+        try descriptor.withLock { fd throws(E) -> R in try body(fd >= 0 ? fd : nil) }
+    }
+
     /// Sends `signal`. Returns false when the process is already gone (reaped or exited).
     @discardableResult
     public func signal(_ signal: Int32) -> Bool {

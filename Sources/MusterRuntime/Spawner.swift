@@ -13,9 +13,15 @@ public struct LaunchRequest: Sendable {
     public var stderrFD: Int32
     public var cgroup: InstanceCgroup?
     public var v1ProcsPaths: [String]
+    /// What the child may see and do; `.unconfined` (the default) changes nothing.
+    public var isolation: IsolationSpec
+    /// Join this process's mount namespace instead of building one from `isolation`'s paths:
+    /// an exec health probe sees exactly what its instance sees.
+    public var mountNamespaceOf: ProcessHandle?
 
     public init(program: String, argv: [String], environment: [String], directory: String, credentials: Credentials?,
-                stdoutFD: Int32 = -1, stderrFD: Int32 = -1, cgroup: InstanceCgroup? = nil, v1ProcsPaths: [String] = []) {
+                stdoutFD: Int32 = -1, stderrFD: Int32 = -1, cgroup: InstanceCgroup? = nil, v1ProcsPaths: [String] = [],
+                isolation: IsolationSpec = .unconfined, mountNamespaceOf: ProcessHandle? = nil) {
         self.program = program
         self.argv = argv
         self.environment = environment
@@ -25,6 +31,8 @@ public struct LaunchRequest: Sendable {
         self.stderrFD = stderrFD
         self.cgroup = cgroup
         self.v1ProcsPaths = v1ProcsPaths
+        self.isolation = isolation
+        self.mountNamespaceOf = mountNamespaceOf
     }
 }
 
@@ -56,8 +64,19 @@ public enum Spawner {
         }
         defer { if cgroupFD >= 0 { close(cgroupFD) } }
 
+        // Held across the spawn, so the pidfd cannot be closed (the instance reaped) mid-way.
+        guard let namespaceOwner = request.mountNamespaceOf else { return try spawn(request, cgroupFD: cgroupFD, mountNamespaceFD: nil) }
+        return try namespaceOwner.withPidfd { (pidfd) throws(SpawnError) -> ProcessHandle in
+            guard let pidfd else { throw SpawnError("join the mount namespace of pid \(namespaceOwner.pid): it has exited") }
+            return try spawn(request, cgroupFD: cgroupFD, mountNamespaceFD: pidfd)
+        }
+    }
+
+    private static func spawn(_ request: LaunchRequest, cgroupFD: Int32, mountNamespaceFD: Int32?) throws(SpawnError) -> ProcessHandle {
         var result = muster_spawn_result()
         let procsPath = request.cgroup?.unified.map { $0 + "/cgroup.procs" }
+        var isolation = ShimIsolation(request.isolation)
+        defer { isolation.release() }
         let rc = CStrings.withArray(request.argv) { argv in
             CStrings.withArray(request.environment) { envp in
                 CStrings.withArray(request.v1ProcsPaths) { v1 in
@@ -84,6 +103,7 @@ public enum Spawner {
                                     q.cgroup2_procs_path = procs
                                     q.v1_procs_paths = UnsafeRawPointer(v1).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
                                     q.v1_count = request.v1ProcsPaths.count
+                                    isolation.fill(&q, mountNamespaceFD: mountNamespaceFD)
                                     return muster_spawn(&q, &result)
                                 }
                             }
@@ -109,8 +129,125 @@ public enum Spawner {
         case Int(MUSTER_STEP_STDIO): return "set up stdin/stdout/stderr: \(text)"
         case Int(MUSTER_STEP_CLONE): return "clone: \(text)"
         case Int(MUSTER_STEP_PIDFD): return "pidfd_open: \(text)"
-        default: return "spawn: \(text)"
+        default: return isolationReason(result, request.isolation, text) ?? "spawn: \(text)"
         }
+    }
+
+    static func isolationReason(_ result: muster_spawn_result, _ isolation: IsolationSpec, _ text: String) -> String? {
+        let index = Int(result.failed_index)
+        func path(_ paths: [IsolatedPath]) -> String { paths.indices.contains(index) ? paths[index].path : "?" }
+        switch Int(result.failed_step) {
+        case Int(MUSTER_STEP_RLIMIT):
+            let entries = isolation.limits.entries
+            guard entries.indices.contains(index) else { return "setrlimit: \(text)" }
+            let (kind, value) = entries[index]
+            var line = "setrlimit \(kind.rawValue) \(value == ProcessLimits.unlimited ? "unlimited" : String(value)): \(text)"
+            if result.error == EPERM, let hard = ShimIsolation.daemonHardLimit(kind), value > hard {
+                line += " (above musterd's own hard limit of \(hard); raising it needs CAP_SYS_RESOURCE)"
+            }
+            return line
+        case Int(MUSTER_STEP_MOUNT_NAMESPACE): return "new mount namespace: \(text)"
+        case Int(MUSTER_STEP_MOUNT_PRIVATE): return "make / a private mount: \(text)"
+        case Int(MUSTER_STEP_READ_ONLY): return "make \(path(isolation.readOnlyPaths)) read-only: \(text)"
+        case Int(MUSTER_STEP_WRITABLE): return "make \(path(isolation.writablePaths)) writable: \(text)"
+        case Int(MUSTER_STEP_PRIVATE_TMP): return "mount tmpfs on /tmp: \(text)"
+        case Int(MUSTER_STEP_INACCESSIBLE): return "make \(path(isolation.inaccessiblePaths)) inaccessible: \(text)"
+        case Int(MUSTER_STEP_CAPBSET): return "drop \(Capabilities.name(index)) from the bounding set: \(text)"
+        case Int(MUSTER_STEP_AMBIENT): return "clear ambient capabilities: \(text)"
+        case Int(MUSTER_STEP_CAPSET): return "limit capabilities to \(isolation.capabilities?.description ?? "(none)"): \(text)"
+        case Int(MUSTER_STEP_NO_NEW_PRIVS): return "set no_new_privs: \(text)"
+        case Int(MUSTER_STEP_JOIN_MOUNT_NAMESPACE): return "join the instance's mount namespace: \(text)"
+        default: return nil
+        }
+    }
+}
+
+/// An `IsolationSpec` as the C request holds it: C strings and arrays, alive until `release()`.
+struct ShimIsolation {
+    private let isolation: IsolationSpec
+    private var strings: [UnsafeMutablePointer<CChar>] = []
+    private var readOnly: UnsafeMutablePointer<UnsafePointer<CChar>?>
+    private var writable: UnsafeMutablePointer<UnsafePointer<CChar>?>
+    private var inaccessible: UnsafeMutablePointer<UnsafePointer<CChar>?>
+    private var limits: UnsafeMutablePointer<muster_rlimit>
+
+    init(_ isolation: IsolationSpec) {
+        self.isolation = isolation
+        var strings: [UnsafeMutablePointer<CChar>] = []
+        func array(_ paths: [IsolatedPath]) -> UnsafeMutablePointer<UnsafePointer<CChar>?> {
+            let pointers = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: paths.count + 1)
+            for (i, path) in paths.enumerated() {
+                let copy = strdup(path.description)!
+                strings.append(copy)
+                pointers[i] = UnsafePointer(copy)
+            }
+            pointers[paths.count] = nil
+            return pointers
+        }
+        readOnly = array(isolation.readOnlyPaths)
+        writable = array(isolation.writablePaths)
+        inaccessible = array(isolation.inaccessiblePaths)
+        let entries = isolation.limits.entries
+        limits = .allocate(capacity: max(1, entries.count))
+        for (i, entry) in entries.enumerated() {
+            limits[i] = muster_rlimit(resource: Self.resource(entry.kind), value: entry.value)
+        }
+        self.strings = strings
+    }
+
+    func fill(_ q: inout muster_spawn_request, mountNamespaceFD: Int32?) {
+        q.rlimits = UnsafePointer(limits)
+        q.rlimit_count = isolation.limits.entries.count
+        if let mountNamespaceFD {
+            q.join_mount_namespace = isolation.needsMountNamespace ? 1 : 0
+            q.mount_namespace_fd = mountNamespaceFD
+        } else if isolation.needsMountNamespace {
+            q.new_mount_namespace = 1
+            q.read_only_paths = UnsafePointer(readOnly)
+            q.read_only_count = isolation.readOnlyPaths.count
+            q.writable_paths = UnsafePointer(writable)
+            q.writable_count = isolation.writablePaths.count
+            q.private_tmp = isolation.privateTmp ? 1 : 0
+            q.inaccessible_paths = UnsafePointer(inaccessible)
+            q.inaccessible_count = isolation.inaccessiblePaths.count
+        }
+        if let capabilities = isolation.capabilities {
+            q.limit_capabilities = 1
+            q.keep_capabilities = capabilities.mask
+            q.cap_last = Self.lastCapability
+        }
+        q.no_new_privs = isolation.noNewPrivileges ? 1 : 0
+    }
+
+    mutating func release() {
+        for string in strings { free(string) }
+        strings = []
+        readOnly.deallocate()
+        writable.deallocate()
+        inaccessible.deallocate()
+        limits.deallocate()
+    }
+
+    static func resource(_ kind: ProcessLimits.Kind) -> Int32 {
+        switch kind {
+        case .nofile: Int32(MUSTER_LIMIT_NOFILE)
+        case .nproc: Int32(MUSTER_LIMIT_NPROC)
+        case .core: Int32(MUSTER_LIMIT_CORE)
+        case .memlock: Int32(MUSTER_LIMIT_MEMLOCK)
+        }
+    }
+
+    /// The highest capability this kernel knows; every one above the kept list up to it is
+    /// dropped. Unreadable: 63, and the child skips the numbers the kernel does not have.
+    static let lastCapability: Int32 = {
+        let text = FileSystem.readIfPresent("/proc/sys/kernel/cap_last_cap") ?? ""
+        return Int32(text.filter { !$0.isWhitespace }).map { min($0, 63) } ?? 63
+    }()
+
+    /// musterd's own hard limit, to explain an EPERM.
+    static func daemonHardLimit(_ kind: ProcessLimits.Kind) -> UInt64? {
+        var value: UInt64 = 0
+        return muster_hard_limit(resource(kind), &value) == 0 ? value : nil
     }
 }
 

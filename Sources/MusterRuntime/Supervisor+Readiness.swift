@@ -15,9 +15,11 @@ extension Supervisor {
         return try NotifySocket(path: "\(deps.notifyDir)/\(service)-\(index)-\(generation).sock", owner: owner, loop: Self.readinessLoop)
     }
 
-    /// Starts what judges a new process's readiness; the task ends with the process.
+    /// Starts what judges a new process's readiness; the task ends with the process. Exec probes
+    /// run with the instance's `isolation`, inside its mount namespace (`instance`'s).
     func watchReadiness(service: String, index: Int, generation: Int, spec: ServiceSpec, port: Int,
-                        environment: [String], credentials: Credentials?, notifySocket: NotifySocket?) -> Task<Void, Never>? {
+                        environment: [String], credentials: Credentials?, notifySocket: NotifySocket?,
+                        isolation: IsolationSpec = .unconfined, instance: ProcessHandle? = nil) -> Task<Void, Never>? {
         if let notifySocket {
             return Task {
                 for await message in notifySocket.messages where message.isReady {
@@ -31,7 +33,8 @@ extension Supervisor {
             // The first probe soon after the start, so a quick starter is ready quickly.
             try? await Task.sleep(for: .milliseconds(100))
             while !Task.isCancelled {
-                guard let result = await Self.probe.check(health, port: port, environment: environment, credentials: credentials) else { return }
+                guard let result = await Self.probe.check(health, port: port, environment: environment, credentials: credentials,
+                                                          isolation: isolation, instance: instance) else { return }
                 guard !Task.isCancelled else { return }
                 await self.readinessReport(service: service, index: index, generation: generation, notifyReady: false, result: result)
                 try? await Task.sleep(for: health.interval)

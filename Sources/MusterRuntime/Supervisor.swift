@@ -396,7 +396,7 @@ public actor Supervisor {
             }
             let request = LaunchRequest(program: program, argv: plan.argv, environment: environment, directory: plan.directory,
                                         credentials: credentials, stdoutFD: pipes.stdoutWrite, stderrFD: pipes.stderrWrite,
-                                        cgroup: cgroup, v1ProcsPaths: cgroup.map(deps.cgroups.v1ProcsPaths) ?? [])
+                                        cgroup: cgroup, v1ProcsPaths: cgroup.map(deps.cgroups.v1ProcsPaths) ?? [], isolation: plan.isolation)
             let generation = record.generation + 1
             let name = spec.name
             do {
@@ -413,7 +413,8 @@ public actor Supervisor {
                     record.health = HealthTracker(spec: spec.health, startedAt: now, grace: .seconds(spec.restart.startSeconds))
                 }
                 let readinessTask = watchReadiness(service: name, index: index, generation: record.generation, spec: spec, port: port,
-                                                   environment: environment, credentials: credentials, notifySocket: notifySocket)
+                                                   environment: environment, credentials: credentials, notifySocket: notifySocket,
+                                                   isolation: plan.isolation, instance: handle)
                 entry.live[index] = LiveInstance(generation: record.generation, handle: handle, cgroup: cgroup,
                                                  usage: cgroup.map { deps.cgroups.usageReader($0, pid: handle.pid, startedAt: now) },
                                                  port: port, backend: spec.proxy == nil ? nil : Self.backend(service: name, index: index, generation: record.generation, port: port),

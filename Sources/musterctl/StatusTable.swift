@@ -2,7 +2,7 @@ import MusterAPI
 import MusterCore
 
 /// `NAME  STATE  READY  PID  PORT  UPTIME  RESTARTS  CPU  MEM  CONNS  RPS  REASON`, one row per
-/// instance, then one line per proxy.
+/// instance (REASON ends in "as root" for a process running as root), then one line per proxy.
 enum StatusTable {
     static func render(_ status: StatusResponse) -> String {
         var rows: [[String]] = [["NAME", "STATE", "READY", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM", "CONNS", "RPS", "REASON"]]
@@ -15,6 +15,10 @@ enum StatusTable {
                 var reason = instance.reason ?? ""
                 if let health = instance.health, !instance.ready, instance.state == "running" || instance.state == "starting" {
                     reason = reason.isEmpty ? "health: \(health)" : reason + "; health: \(health)"
+                }
+                // Said out loud, as `musterd --check` warns: root is rarely what a service needs.
+                if instance.user == "root" && instance.pid != nil {
+                    reason = reason.isEmpty ? "as root" : reason + "; as root"
                 }
                 rows.append([
                     instance.id, instance.state.uppercased(), instance.ready ? "yes" : "no",

@@ -9,6 +9,8 @@
 #include <sys/epoll.h>
 #include <sys/statfs.h>
 
+struct muster_rlimit;
+
 /// What the child does before exec. Every pointer must stay valid for the duration of the call.
 typedef struct muster_spawn_request {
     const char *path;                 // absolute path of the program to exec
@@ -26,7 +28,44 @@ typedef struct muster_spawn_request {
     const char *cgroup2_procs_path;   // its cgroup.procs, written when clone3 placement fails
     const char *const *v1_procs_paths;// cgroup v1 `cgroup.procs` files the child joins
     size_t v1_count;
+
+    // Isolation (a manifest's [isolation]). Zero/NULL everywhere means none.
+    const struct muster_rlimit *rlimits;  // soft = hard = value, set before the ids change
+    size_t rlimit_count;
+    int new_mount_namespace;          // unshare(CLONE_NEWNS), "/" made private, then the mounts below
+    int join_mount_namespace;         // instead: setns(mount_namespace_fd, CLONE_NEWNS), no mounts
+    int mount_namespace_fd;           // a pidfd (or /proc/PID/ns/mnt) of the process to join
+    const char *const *read_only_paths;   // each "/path", or "-/path": skipped when missing
+    size_t read_only_count;
+    const char *const *writable_paths;    // at most MUSTER_MAX_WRITABLE_PATHS
+    size_t writable_count;
+    int private_tmp;                  // a fresh tmpfs (mode 1777) on /tmp
+    const char *const *inaccessible_paths;
+    size_t inaccessible_count;
+    int limit_capabilities;           // nonzero: bounding set, ambient, permitted/effective/inheritable
+    unsigned long long keep_capabilities; // ... cut to these (bit n: capability n)
+    int cap_last;                     // the kernel's highest capability (/proc/sys/kernel/cap_last_cap)
+    int no_new_privs;                 // PR_SET_NO_NEW_PRIVS just before exec
 } muster_spawn_request;
+
+/// One resource limit of the child.
+typedef struct muster_rlimit {
+    int resource;                     // MUSTER_LIMIT_*
+    unsigned long long value;         // ~0ULL: unlimited (RLIM_INFINITY)
+} muster_rlimit;
+
+enum {
+    MUSTER_LIMIT_NOFILE = 0,
+    MUSTER_LIMIT_NPROC = 1,
+    MUSTER_LIMIT_CORE = 2,
+    MUSTER_LIMIT_MEMLOCK = 3,
+};
+
+/// The calling process's hard limit for a MUSTER_LIMIT_* resource (~0ULL: unlimited); -1 on error.
+int muster_hard_limit(int resource, unsigned long long *value);
+
+/// The child holds one descriptor per writable path on its small stack.
+#define MUSTER_MAX_WRITABLE_PATHS 64
 
 /// Steps of the child that can fail; reported with errno through the CLOEXEC pipe.
 enum {
@@ -42,6 +81,19 @@ enum {
     MUSTER_STEP_STDIO = 9,
     MUSTER_STEP_EXEC = 10,
     MUSTER_STEP_PIDFD = 11,       // parent: pidfd_open after the fork fallback
+    // Isolation; `failed_index` says which entry of the step's list failed.
+    MUSTER_STEP_RLIMIT = 12,          // index: into rlimits
+    MUSTER_STEP_MOUNT_NAMESPACE = 13, // unshare(CLONE_NEWNS)
+    MUSTER_STEP_MOUNT_PRIVATE = 14,   // making "/" recursively private
+    MUSTER_STEP_READ_ONLY = 15,       // index: into read_only_paths
+    MUSTER_STEP_WRITABLE = 16,        // index: into writable_paths
+    MUSTER_STEP_PRIVATE_TMP = 17,
+    MUSTER_STEP_INACCESSIBLE = 18,    // index: into inaccessible_paths
+    MUSTER_STEP_CAPBSET = 19,         // index: the capability number
+    MUSTER_STEP_AMBIENT = 20,
+    MUSTER_STEP_CAPSET = 21,
+    MUSTER_STEP_NO_NEW_PRIVS = 22,
+    MUSTER_STEP_JOIN_MOUNT_NAMESPACE = 23,
 };
 
 typedef struct muster_spawn_result {
@@ -49,6 +101,7 @@ typedef struct muster_spawn_result {
     int pidfd;            // owned by the caller on success
     int failed_step;      // MUSTER_STEP_NONE on success
     int error;            // errno of the failed step
+    int failed_index;     // which path, limit or capability, for the steps that have a list
     int used_clone3;      // 1 when clone3 placed the child (CLONE_INTO_CGROUP when a cgroup was given)
 } muster_spawn_result;
 
