@@ -17,8 +17,8 @@ struct Export: ParsableCommand {
 struct ExportKubernetes: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kubernetes",
-        abstract: "A Deployment per manifest (\(KubernetesExporter.kubernetesVersion)).",
-        discussion: "Every service needs an image: --image web=registry.example/web:1.4 (repeat for each service)."
+        abstract: "A Deployment (and a Service, a HorizontalPodAutoscaler) or a Knative Service per manifest (\(KubernetesExporter.kubernetesVersion)).",
+        discussion: "Every service needs an image: [export] image = \"…\" in its manifest, or --image web=registry.example/web:1.4 (repeat for each service). What did not carry over is listed at the top of each file and in the summary."
     )
     @Argument(help: "Service manifests (*.toml).") var files: [String]
     @Option(name: [.short, .long], help: ArgumentHelp("Write one <service>.yaml per service into this folder (default: print them).", valueName: "dir"))
@@ -76,15 +76,24 @@ struct ExportKubernetes: ParsableCommand {
                     failed = true
                     continue
                 }
-                Output.line("exported \(item.name) -> \(output)/\(item.fileName)")
-                item.notCarriedOver.forEach { Output.line("  not carried over: \($0)") }
+                Self.summary(item, to: "\(output)/\(item.fileName)").forEach { Output.line($0) }
             }
         } else {
             for (position, item) in outputs.enumerated() {
                 if position > 0 { Output.line("---") }
                 Output.raw(Array(item.yaml.utf8))
             }
+            // The summary goes to stderr, so stdout stays one valid multi-document YAML stream.
+            for item in outputs { Self.summary(item, to: nil).forEach { Output.error($0) } }
         }
         if failed { throw ExitCode(1) }
+    }
+
+    /// "exported web (Deployment, Service) -> k8s/web.yaml", then what was not carried over and the notes.
+    static func summary(_ item: KubernetesExporter.Output, to path: String?) -> [String] {
+        var lines = ["exported \(item.name) (\(item.kinds.joined(separator: ", ")))" + (path.map { " -> \($0)" } ?? "")]
+        lines += item.notCarriedOver.map { "  not carried over: \($0)" }
+        lines += item.notes.map { "  note: \($0)" }
+        return lines
     }
 }
