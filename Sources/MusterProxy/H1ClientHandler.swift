@@ -506,12 +506,25 @@ final class H1ClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         _ = detachConnection()
         let current = exchange!
-        if !current.sawResponseHead {
-            if connection.requestsServed > 1 && current.isRetryable {
+        if !current.sawResponseHead && current.isRetryable {
+            if connection.requestsServed > 1 {
+                // A pooled connection the instance closed as the request went out (the keep-alive
+                // race): not the instance failing, so it costs no retry.
                 exchange!.attempts -= 1
                 use(proxy.backends.next(excluding: current.tried + [backend]) ?? backend, pooled: true)
                 return
             }
+            // A fresh connection closed before any answer: the instance died with the request
+            // (kill -9, a crash). Idempotent and bodiless, so the next ready instance may take it,
+            // within `retries` like a failed connect.
+            exchange!.tried.append(backend)
+            if exchange!.attempts <= settings.retries, let next = proxy.backends.next(excluding: exchange!.tried) {
+                backend.counters.countResponse(status: 0)
+                use(next, pooled: true)
+                return
+            }
+        }
+        if !current.sawResponseHead {
             backend.counters.countResponse(status: 0)
             failBadGateway()
             return

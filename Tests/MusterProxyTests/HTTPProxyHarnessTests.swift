@@ -116,7 +116,8 @@ func residentBytes() -> Int {
 /// `/id` its name; `/headers` the request headers it got; `/upload` the body length;
 /// `/upload-stalled` the same after not reading for 500 ms; `/echo` the body back, chunked; `/chunked` a chunked body in three parts;
 /// `/download/N` N bytes, streamed with backpressure; `/close-second` answers the first request
-/// on a connection and closes on the second without a word; `/hang-up` closes without a word. Anything with `Upgrade: echo`
+/// on a connection and closes on the second without a word; `/hang-up` closes without a word,
+/// `/hang-up-on-0` too on instance 0 only. Anything with `Upgrade: echo`
 /// gets a 101 and then an echo of the raw bytes.
 final class HTTPTestBackend: Sendable {
     let index: Int
@@ -282,11 +283,11 @@ final class HTTPTestBackendHandler: ChannelDuplexHandler {
         guard let head else { return }
         let path = head.uri
         switch path {
-        case "/hang-up":
+        case "/hang-up", "/hang-up-on-0" where index == 0:
             context.close(promise: nil)
         case "/close-second" where requestsOnConnection >= 2:
             context.close(promise: nil)
-        case "/id", "/close-second":
+        case "/id", "/close-second", "/hang-up-on-0":
             text("backend-\(index)", context: context)
         case "/headers":
             text(head.headers.map { "\($0.name.lowercased()): \($0.value)" }.joined(separator: "\n"), context: context)

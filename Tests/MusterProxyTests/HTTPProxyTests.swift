@@ -382,6 +382,30 @@ import Testing
         }
     }
 
+    @Test func anInstanceDyingWithAnIdempotentRequestOnAFreshConnectionIsRetriedElsewhere() async throws {
+        try await withHTTPProxy(servers: 2) { harness in
+            // Instance 0 takes the request and closes without a word (as a kill -9 would) on
+            // connections the proxy just opened: a GET moves on to instance 1, a POST cannot.
+            var statuses: [Int] = []
+            for _ in 0..<6 {
+                let client = try await harness.client()
+                statuses.append(try await client.request("/hang-up-on-0").status)
+                await client.close()
+            }
+            #expect(statuses == Array(repeating: 200, count: 6))
+            #expect(harness.proxy.counters.failedRequests.load(ordering: .relaxed) == 0)
+            var postStatuses: [Int] = []
+            for _ in 0..<4 {
+                let client = try await harness.client()
+                postStatuses.append(try await client.request(.POST, "/hang-up-on-0", body: ["x"]).status)
+                await client.close()
+            }
+            let some502 = postStatuses.contains(502)
+            #expect(some502, "\(postStatuses)")
+            #expect(try await harness.inFlightSettles() == 0)
+        }
+    }
+
     @Test func everyInstanceUnreachableIs502() async throws {
         try await withHTTPProxy(servers: 0, ready: false) { harness in
             var dead: [Backend] = []
