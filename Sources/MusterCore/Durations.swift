@@ -25,8 +25,14 @@ public enum DurationText {
         return "\(trimmed(seconds))s"
     }
 
+    /// At most three decimals: a computed 1.695 s (1.6949999999999998 in binary) reads "1.695".
     private static func trimmed(_ value: Double) -> String {
-        value == value.rounded() ? String(Int(value)) : String(value)
+        let thousandths = Int((value * 1000).rounded())
+        guard thousandths % 1000 != 0 else { return String(thousandths / 1000) }
+        var fraction = String(thousandths % 1000)
+        fraction = String(repeating: "0", count: 3 - fraction.count) + fraction
+        while fraction.hasSuffix("0") { fraction.removeLast() }
+        return "\(thousandths / 1000).\(fraction)"
     }
 }
 

@@ -18,7 +18,7 @@ public final class EventJournal: Sendable {
     private let file: RotatingLogFile?
 
     public init(stateDir: String?, report: @escaping @Sendable (String) -> Void = { _ in }) {
-        file = stateDir.map { RotatingLogFile(path: $0 + "/events.log", maxBytes: 10 << 20, backups: 1, report: report) }
+        file = stateDir.map { RotatingLogFile(path: $0 + "/events.log", maxBytes: 10 << 20, backups: 1) { _, message in report(message) } }
     }
 
     public func record(_ event: EventRecord) {

@@ -12,10 +12,21 @@ public final class LogPump: Sendable {
     /// 200 instances cost 64 KiB, not 200 × 2 × 64 KiB.
     private let scratch = ReadBuffer()
     private let files = Mutex<[String: (file: RotatingLogFile, users: Int)]>([:])
-    private let report: @Sendable (String) -> Void
+    /// Paths whose writes are failing. Kept apart from `files`: an instance that restarts while
+    /// the disk is full gets a fresh file object, and the failure must not be news again.
+    private let failingPaths = Mutex<Set<String>>([])
+    private let report: @Sendable (WriteTrouble) -> Void
 
-    /// - Parameter report: how write failures are told (once per file, and when they recover).
-    public init(report: @escaping @Sendable (String) -> Void) {
+    /// A log file's writes started failing (`failing`), or work again.
+    public struct WriteTrouble: Sendable {
+        public var path: String
+        public var failing: Bool
+        public var message: String
+    }
+
+    /// - Parameter report: how write failures are told: once per file while they last, and once
+    ///   when they recover.
+    public init(report: @escaping @Sendable (WriteTrouble) -> Void) {
         self.report = report
     }
 
@@ -37,7 +48,13 @@ public final class LogPump: Sendable {
                 entry.file.update(maxBytes: maxBytes, backups: backups)
                 return entry.file
             }
-            let file = RotatingLogFile(path: path, maxBytes: maxBytes, backups: backups, report: report)
+            let failing = failingPaths.withLock { $0.contains(path) }
+            let file = RotatingLogFile(path: path, maxBytes: maxBytes, backups: backups, failing: failing) {
+                [weak self] failing, message in
+                guard let self else { return }
+                let news = self.failingPaths.withLock { failing ? $0.insert(path).inserted : $0.remove(path) != nil }
+                if news { self.report(WriteTrouble(path: path, failing: failing, message: message)) }
+            }
             files[path] = (file, 1)
             return file
         }

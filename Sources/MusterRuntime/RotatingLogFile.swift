@@ -15,12 +15,18 @@ final class RotatingLogFile: Sendable {
         var failing = false
     }
     private let state: Mutex<State>
-    /// Called once when writing starts failing (disk full, folder gone), and once when it recovers.
-    private let report: @Sendable (String) -> Void
+    /// Called when writing starts failing (disk full, folder gone) and when it recovers, with
+    /// whether it is failing now.
+    private let report: @Sendable (_ failing: Bool, _ message: String) -> Void
 
-    init(path: String, maxBytes: UInt64, backups: Int, report: @escaping @Sendable (String) -> Void) {
+    /// - Parameter failing: the path was failing when an earlier writer of it let go (an instance
+    ///   restarted meanwhile), so the failure is not news and only the recovery will be reported.
+    init(path: String, maxBytes: UInt64, backups: Int, failing: Bool = false,
+         report: @escaping @Sendable (_ failing: Bool, _ message: String) -> Void) {
         self.path = path
-        self.state = Mutex(State(maxBytes: maxBytes, backups: backups))
+        var initial = State(maxBytes: maxBytes, backups: backups)
+        initial.failing = failing
+        self.state = Mutex(initial)
         self.report = report
     }
 
@@ -32,11 +38,15 @@ final class RotatingLogFile: Sendable {
     /// boundary, so no file grows past `max_bytes` (unless one line alone is longer).
     func append(_ lines: [UInt8]) {
         var message: String?
-        state.withLock { s in
+        let failingNow = state.withLock { s -> Bool in
             var start = 0
             while start < lines.count {
                 if s.fd < 0 { open(&s) }
-                guard s.fd >= 0 else { break }
+                guard s.fd >= 0 else {
+                    if !s.failing { message = "cannot open \(path): \(FileSystem.errorText(errno)); lines are dropped until it works again" }
+                    s.failing = true
+                    return true
+                }
                 let room = s.maxBytes > s.size ? Int(s.maxBytes - s.size) : 0
                 var end = lines.count
                 if end - start > room {
@@ -52,13 +62,14 @@ final class RotatingLogFile: Sendable {
                         end = (lines[start...].firstIndex(of: UInt8(ascii: "\n")) ?? lines.count - 1) + 1
                     }
                 }
-                if !write(lines[start..<end], &s, &message) { return }
+                if !write(lines[start..<end], &s, &message) { return true }
                 start = end
             }
             if s.failing { message = "writing \(path) works again" }
             s.failing = false
+            return false
         }
-        if let message { report(message) }
+        if let message { report(failingNow, message) }
     }
 
     private func write(_ bytes: ArraySlice<UInt8>, _ s: inout State, _ message: inout String?) -> Bool {

@@ -71,7 +71,9 @@ struct Musterd: AsyncParsableCommand {
             logger.info("cgroups: \(cgroups.mode.rawValue) at \(cgroups.unifiedRoot ?? "")")
         }
         let journal = EventJournal(stateDir: settings.stateDir) { logger.error("\($0)") }
-        let logs = LogPump { logger.error("\($0)") }
+        let logs = LogPump { trouble in
+            if trouble.failing { logger.error("\(trouble.message)") } else { logger.notice("\(trouble.message)") }
+        }
         let servicesDir = settings.servicesDir
         // systemd's sockets: one named "control" is the control API's; the others are listeners
         // of services' proxies.

@@ -198,6 +198,9 @@ struct ValueParsingTests {
         #expect(DurationText.format(.milliseconds(200)) == "200ms")
         #expect(DurationText.format(.seconds(30)) == "30s")
         #expect(DurationText.format(.seconds(120)) == "2m")
+        #expect(DurationText.format(.seconds(1.6949999999999998)) == "1.695s")
+        #expect(DurationText.format(.milliseconds(1500)) == "1.5s")
+        #expect(DurationText.format(.microseconds(2500)) == "2.5ms")
     }
 
     @Test func sizesAreBinary() {
