@@ -18,6 +18,11 @@ struct AutoscaleState {
     var concurrencyReadings: (sum: Double, count: Int) = (0, 0)
     /// Raised by the activator and not yet served by a ready instance.
     var activating = false
+    /// In-flight readings in a row at or over the panic threshold (concurrency only).
+    var readingsOverThreshold = 0
+    /// The latest readings (at most `Supervisor.surgeReadings`): a surge's sample is their mean,
+    /// not the mean since the tick began, which would water the step down with what came before.
+    var latestReadings: [Double] = []
 
     struct InstanceKey: Hashable {
         var index: Int
@@ -41,21 +46,30 @@ extension Supervisor {
     /// waking the actor more than ten times a second.
     static let readingsPerTick = 10
 
-    /// Runs until the daemon shuts down. Started by `start()`.
+    /// Runs until the daemon shuts down. Started by `start()`. Readings and ticks keep to
+    /// deadlines counted from the start, so ticks do not drift later by the time each takes.
     func runAutoscaler() async {
         let interval = deps.metricsInterval
         let step = interval / Self.readingsPerTick
-        var nextTick = ContinuousClock.now + interval
+        let start = ContinuousClock.now
+        var reading = 0
         while !Task.isCancelled && !shuttingDown {
-            try? await Task.sleep(for: step)
+            reading += 1
+            try? await Task.sleep(until: start + step * reading, clock: .continuous)
             let now = ContinuousClock.now
-            readConcurrency()
-            if now >= nextTick {
-                nextTick = now + interval
+            let surging = readConcurrency()
+            if reading % Self.readingsPerTick == 0 {
                 autoscaleTick(now: now)
+            } else if !surging.isEmpty {
+                autoscaleTick(now: now, only: surging)
             }
         }
     }
+
+    /// Readings in a row over the panic threshold that decide at once, between ticks: a step of
+    /// load is acted on about 300 ms after it comes, wherever it falls in the tick, while one
+    /// reading that catches a passing burst does not.
+    static let surgeReadings = 3
 
     /// Creates, updates or drops each service's autoscaler state to match its spec (at start and
     /// after a reload); keeps the history of a service whose bounds changed.
@@ -82,12 +96,28 @@ extension Supervisor {
         for name in autoscalers.keys where services[name]?.spec.autoscale == nil { autoscalers[name] = nil }
     }
 
-    private func readConcurrency() {
+    /// Takes one in-flight reading per service; returns the concurrency-scaled services whose
+    /// last `surgeReadings` readings were all at or over the panic threshold of their capacity.
+    private func readConcurrency() -> Set<String> {
+        var surging: Set<String> = []
         for name in autoscalers.keys {
             guard let entry = services[name] else { continue }
-            autoscalers[name]!.concurrencyReadings.sum += Double(inFlight(entry) + queued(name))
+            let value = Double(inFlight(entry) + queued(name))
+            autoscalers[name]!.concurrencyReadings.sum += value
             autoscalers[name]!.concurrencyReadings.count += 1
+            autoscalers[name]!.latestReadings.append(value)
+            if autoscalers[name]!.latestReadings.count > Self.surgeReadings { autoscalers[name]!.latestReadings.removeFirst() }
+            guard let spec = entry.spec.autoscale, spec.metric == .concurrency, entry.intent.desired > 0,
+                  entry.intent.started, !entry.intent.autoscalePaused else { continue }
+            let capacity = Double(entry.intent.desired) * spec.target
+            if value >= spec.panicThreshold * capacity { autoscalers[name]!.readingsOverThreshold += 1 }
+            else { autoscalers[name]!.readingsOverThreshold = 0 }
+            if autoscalers[name]!.readingsOverThreshold >= Self.surgeReadings {
+                autoscalers[name]!.readingsOverThreshold = 0
+                surging.insert(name)
+            }
         }
+        return surging
     }
 
     private func inFlight(_ entry: ServiceEntry) -> Int {
@@ -104,12 +134,12 @@ extension Supervisor {
         return backends.reduce(endedRequests[name] ?? 0) { $0 + $1.counters.requestsTotal }
     }
 
-    /// One measurement and one decision per autoscaled service.
-    func autoscaleTick(now: ContinuousClock.Instant) {
+    /// One measurement and one decision per autoscaled service (or only those named).
+    func autoscaleTick(now: ContinuousClock.Instant, only: Set<String>? = nil) {
         var changed = false
-        for name in autoscalers.keys.sorted() {
+        for name in autoscalers.keys.sorted() where only?.contains(name) ?? true {
             guard let entry = services[name], !entry.removing, let spec = entry.spec.autoscale, var state = autoscalers[name] else { continue }
-            let sample = measure(name, entry: entry, spec: spec, state: &state, now: now)
+            let sample = measure(name, entry: entry, spec: spec, state: &state, now: now, surge: only != nil)
             state.policy.record(sample)
             state.lastSample = sample
             let current = entry.intent.desired
@@ -130,8 +160,9 @@ extension Supervisor {
         }
     }
 
+    /// - Parameter surge: decided between ticks on a surge: concurrency is the latest readings'.
     private func measure(_ name: String, entry: ServiceEntry, spec: AutoscaleSpec, state: inout AutoscaleState,
-                         now: ContinuousClock.Instant) -> LoadSample {
+                         now: ContinuousClock.Instant, surge: Bool = false) -> LoadSample {
         let held = queued(name)
         let open = inFlight(entry) + (proxies[name]?.counters.openConnections.load(ordering: .relaxed) ?? 0)
         let requests = requestsTotal(name, entry)
@@ -146,7 +177,11 @@ extension Supervisor {
         switch spec.metric {
         case .concurrency:
             // Held requests are load: a service at zero has a backlog and nothing in flight.
-            total = readings.count > 0 ? readings.sum / Double(readings.count) : Double(inFlight(entry) + held)
+            if surge, !state.latestReadings.isEmpty {
+                total = state.latestReadings.reduce(0, +) / Double(state.latestReadings.count)
+            } else {
+                total = readings.count > 0 ? readings.sum / Double(readings.count) : Double(inFlight(entry) + held)
+            }
         case .rps:
             total = rate + Double(held)
         case .cpu, .memory:

@@ -899,6 +899,8 @@ public actor Supervisor {
         if let index { metadata["instance"] = "\(index)" }
         let level: Logger.Level = ["fatal", "oom-killed", "spawn-failed", "reload-failed"].contains(kind) ? .error
             : ["exited", "backoff", "stop-timeout", "orphan-stopped"].contains(kind) ? .warning : .info
-        logger.log(level: level, "\(instance ?? service ?? "musterd"): \(message)", metadata: metadata)
+        // Messages that already start with their subject ("web: 2 → 5, …") are not prefixed again.
+        let subject = instance ?? service ?? "musterd"
+        logger.log(level: level, "\(message.hasPrefix(subject + ": ") ? message : subject + ": " + message)", metadata: metadata)
     }
 }

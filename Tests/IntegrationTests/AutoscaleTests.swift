@@ -62,7 +62,7 @@ import Testing
             let upByConcurrency = atPeak.decisions.contains { $0.reason.contains("concurrency") && $0.to > $0.from }
             #expect(upByConcurrency, "\(atPeak.decisions)")
             #expect(counts.failed == 0, "\(counts.errors)")
-            #expect(counts.ok > 100)
+            #expect(counts.ok > 20, "the load ran")
 
             // While the autoscaler owns the count, scale is refused; paused, it is the operator's.
             let refused = d.ctl("scale", "web", "2")
