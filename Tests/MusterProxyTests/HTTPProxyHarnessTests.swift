@@ -75,6 +75,17 @@ struct HTTPProxyHarness {
             try await Task.sleep(for: .milliseconds(10))
         }
     }
+
+    /// Client connections the proxy holds, polled until zero or `timeout`.
+    func openConnectionsSettle(within timeout: Duration = .seconds(3)) async throws -> Int {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while true {
+            let open = proxy.counters.openConnections.load(ordering: .relaxed)
+            if open == 0 || clock.now > end { return open }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
 }
 
 /// Runs `body` against a fresh proxy with `servers` ready backends, tearing everything down even
@@ -536,6 +547,10 @@ final class HTTPRawClient: Sendable {
 
     func send(_ text: String) async throws {
         try await channel.writeAndFlush(ByteBuffer(string: text)).get()
+    }
+
+    func send(bytes: [UInt8]) async throws {
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
     }
 
     var text: String { received.withLockedValue { String(decoding: $0.bytes, as: UTF8.self) } }
