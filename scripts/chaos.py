@@ -1620,8 +1620,16 @@ def main():
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if not args.base_port:
+        # Below the kernel's ephemeral range: a listen port picked inside it can be taken, by the
+        # time its case runs, by the local end of some outgoing connection (the load's own, the
+        # proxy's to its instances), and the bind fails with EADDRINUSE.
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                ephemeral_low = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            ephemeral_low = 32768
         for _ in range(50):
-            base = random.randrange(30000, 44000, 100)
+            base = random.randrange(10000, max(10100, ephemeral_low - 2000), 100)
             if all(port_free(p) for p in range(base, base + 80)):
                 args.base_port = base
                 break
