@@ -176,7 +176,7 @@ import Testing
             #expect(report.desired == 3)
             let cpuDecision = report.decisions.first { $0.reason.hasPrefix("cpu ") }
             #expect(cpuDecision != nil, "\(report.decisions)")
-            #expect(report.load.stable > 0.5, "\(report.load)")
+            #expect(report.load.stable > 0.2, "cpu measured from the cgroups: \(report.load)")
 
             // A reload that lowers max brings the count within it at once, restarting nothing.
             let pids = Set(try d.instances("spin").prefix(2).compactMap(\.pid))
