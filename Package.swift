@@ -18,7 +18,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
-        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
@@ -34,7 +33,7 @@ let package = Package(
         // Pure: manifests, validation, durations and sizes, state machine, backoff, reload plans.
         .target(
             name: "MusterCore",
-            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: []
         ),
         // Control API types shared by server and client.
         .target(name: "MusterAPI"),

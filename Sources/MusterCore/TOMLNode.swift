@@ -1,7 +1,4 @@
-import TOMLKit
-
-/// A parsed TOML document as plain values, so validation never touches TOMLKit's classes and can
-/// report types the way a person reads them.
+/// A parsed TOML document as plain values, so validation can report types the way a person reads them.
 public indirect enum TOMLNode: Sendable, Equatable {
     case string(String)
     case integer(Int)
@@ -59,34 +56,13 @@ public struct TOMLSyntaxError: Error, Sendable, Equatable {
 }
 
 public enum TOMLDocument {
-    /// Parses TOML text into ordered key/value pairs.
+    /// Parses TOML text into ordered key/value pairs (keys in byte order, as toml++ kept them).
+    ///
+    /// This does not go through TOMLKit: TOMLKit 0.6.0 never frees its C++ `toml::table`s nor the
+    /// buffers its accessors return, and musterd parses every manifest on each reload. See `TOMLParser`.
     /// - Throws: `TOMLSyntaxError` with line and column.
     public static func parse(_ text: String) throws(TOMLSyntaxError) -> [(key: String, value: TOMLNode)] {
-        do {
-            let table = try TOMLTable(string: text)
-            guard case .table(let entries) = node(table.tomlValue) else { return [] }
-            return entries
-        } catch let error as TOMLParseError {
-            throw TOMLSyntaxError(line: error.source.begin.line, column: error.source.begin.column, message: error.description)
-        } catch {
-            throw TOMLSyntaxError(line: 0, column: 0, message: "\(error)")
-        }
-    }
-
-    private static func node(_ value: TOMLValue) -> TOMLNode {
-        switch value.type {
-        case .string: return .string(value.string ?? "")
-        case .int: return .integer(value.int ?? 0)
-        case .double: return .float(value.double ?? 0)
-        case .bool: return .boolean(value.bool ?? false)
-        case .array: return .array((value.array ?? TOMLArray()).map { node($0.tomlValue) })
-        case .table:
-            guard let table = value.table else { return .table([]) }
-            // toml++ keeps keys sorted; that is fine for validation order.
-            return .table(zip(table.keys, table.values).map { (key: $0.0, value: node($0.1)) })
-        case .date: return .other("a date")
-        case .time: return .other("a time")
-        case .dateTime: return .other("a date-time")
-        }
+        var parser = TOMLParser(text)
+        return try parser.parseDocument()
     }
 }
