@@ -11,7 +11,8 @@
 /// the same rules for redefining tables (implicit tables made by `[a.b.c]` headers may be declared
 /// once later, tables made by dotted keys may not; dotted keys may extend only tables made
 /// implicitly or by dotted keys; inline tables are closed), keys kept in byte order, 64-bit
-/// integers, seconds 0...59, and a nesting limit for arrays and inline tables.
+/// integers, seconds 0...59. Nesting is bounded (arrays, inline tables, dotted parts of a key) so
+/// no input can exhaust the stack.
 struct TOMLParser {
     /// Arrays and inline tables nested deeper than this are refused (toml++ stops at 256; a
     /// smaller limit keeps the recursion well inside a secondary thread's stack).
@@ -117,7 +118,9 @@ struct TOMLParser {
 
     private struct KeySegment {
         var bytes: [UInt8]
+        /// Where the segment starts and ends in the text, quotes included.
         var offset: Int
+        var end: Int
     }
 
     // MARK: - Lines, comments, headers, key/value pairs
@@ -239,7 +242,13 @@ struct TOMLParser {
             case .table(let child) where child.origin == .dotted || child.origin == .implicit:
                 target = child
             case let existing?:
-                throw failure("cannot add to \(existing.kindName) with the dotted key '\(name)'", at: segment.offset)
+                let prefix = text(keyStart..<segment.end)
+                let kind = switch existing {
+                case .table: "a table declared with a [header]"
+                case .value(.table): "an inline table"
+                default: existing.kindName
+                }
+                throw failure("'\(prefix)' is already \(kind); the dotted key '\(name)' cannot add to it", at: segment.offset)
             }
         }
         let last = path[path.count - 1]
@@ -267,7 +276,7 @@ struct TOMLParser {
             } else {
                 throw failure("expected a key, saw \(describe(index))")
             }
-            segments.append(KeySegment(bytes: segment, offset: offset))
+            segments.append(KeySegment(bytes: segment, offset: offset, end: index))
             guard segments.count <= Self.maxDepth else {
                 throw failure("a key has more than \(Self.maxDepth) dotted parts", at: offset)
             }
@@ -294,7 +303,7 @@ struct TOMLParser {
         case .openBrace:
             return try nested { (parser: inout TOMLParser) throws(TOMLSyntaxError) in try parser.inlineTable() }
         default:
-                if Self.isControl(byte) { throw failure("expected a value, saw \(describe(index))") }
+            if Self.isControl(byte) { throw failure("expected a value, saw \(describe(index))") }
             return try bareValue()
         }
     }
@@ -411,8 +420,17 @@ struct TOMLParser {
                 while ahead < bytes.count, bytes[ahead] == .space || bytes[ahead] == .tab { ahead += 1 }
                 if ahead < bytes.count, bytes[ahead] == .lineFeed || bytes[ahead] == .carriageReturn {
                     index = ahead
+                    // toml++ also drops the Unicode spaces it knows (U+00A0, U+3000, ...) here.
                     while let next = peek() {
-                        if next == .space || next == .tab { index += 1 } else if next == .lineFeed || next == .carriageReturn { try lineBreak() } else { break }
+                        if next == .space || next == .tab {
+                            index += 1
+                        } else if next == .lineFeed || next == .carriageReturn {
+                            try lineBreak()
+                        } else if let length = unicodeSpaceLength() {
+                            index += length
+                        } else {
+                            break
+                        }
                     }
                 } else {
                     try escape(into: &out)
@@ -697,6 +715,19 @@ struct TOMLParser {
 
     private func peek(_ ahead: Int = 0) -> UInt8? {
         index + ahead < bytes.count ? bytes[index + ahead] : nil
+    }
+
+    /// The UTF-8 length of the non-ASCII horizontal space at `index` (toml++'s list), or nil.
+    private func unicodeSpaceLength() -> Int? {
+        guard let lead = peek(), lead >= 0xC2 else { return nil }
+        let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2
+        guard index + length <= bytes.count else { return nil }
+        var value = UInt32(lead) & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07)
+        for offset in 1..<length { value = value << 6 | UInt32(bytes[index + offset] & 0x3F) }
+        switch value {
+        case 0xA0, 0x1680, 0x180E, 0x2000...0x200B, 0x202F, 0x205F...0x2060, 0x3000, 0xFEFF: return length
+        default: return nil
+        }
     }
 
     private mutating func skipSpaces() {
