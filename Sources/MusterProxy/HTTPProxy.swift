@@ -1,4 +1,7 @@
+import Atomics
+import Glibc
 import NIOCore
+import NIOPosix
 
 /// http mode: HTTP/1.1 per-request round robin with keep-alive pools to each instance.
 ///
@@ -7,6 +10,31 @@ import NIOCore
 /// NIOHTTP1's codecs did the same job at about 40 µs of CPU per request against HAProxy's 20;
 /// decoding every head into Strings and encoding it again was most of it.
 enum HTTPProxy {
+    /// Hands a client socket a relay worker accepted to one of NIO's event loops, with the
+    /// client pipeline (or, when `max_connections` are open, the 503 one). The connection counts
+    /// as open until its channel closes.
+    static func adopt(_ fd: CInt, context: ProxyContext, settings: ProxySettings, reject: Bool) {
+        let counted = ManagedAtomic(false)
+        let uncount = { @Sendable in
+            if counted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                context.counters.openConnections.wrappingDecrement(ordering: .relaxed)
+            }
+        }
+        ClientBootstrap(group: context.eventLoopGroup)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.closeFuture.whenComplete { _ in uncount() }
+                return reject ? Self.reject(channel, settings: settings) : configure(channel, context: context, settings: settings)
+            }
+            .withConnectedSocket(fd)
+            .whenFailure { error in
+                // NIO owns the descriptor from here on and closes it with the channel. (Only a
+                // failed fcntl on a fresh socket keeps NIO from making a channel at all.)
+                context.logger.debug("cannot hand a connection to NIO", metadata: ["error": "\(error)"])
+                uncount()
+            }
+    }
+
     /// Client pipeline: one handler, bytes in and out.
     static func configure(_ channel: any Channel, context: ProxyContext, settings: ProxySettings) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {

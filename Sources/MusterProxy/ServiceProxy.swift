@@ -2,7 +2,6 @@ import Logging
 import MusterCore
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
 
 /// One service's proxy: its listeners and the connections they accept. Owned by the supervisor;
 /// the rotation it balances over is `backends`, which the supervisor keeps current.
@@ -11,7 +10,7 @@ public final class ServiceProxy: Sendable {
     public let context: ProxyContext
     public var backends: BackendSet { context.backends }
     public var counters: ServiceCounters { context.counters }
-    private let listeners = NIOLockedValueBox<[ListenAddress: any Channel]>([:])
+    private let listeners = NIOLockedValueBox<[ListenAddress: ProxyListener]>([:])
 
     public init(service: String, spec: ProxySpec, eventLoopGroup: any EventLoopGroup, logger: Logger) {
         self.service = service
@@ -28,22 +27,24 @@ public final class ServiceProxy: Sendable {
     }
 
     /// Applies `spec`: binds the addresses not yet listened on, then closes the ones no longer
-    /// named, and keeps the rest open (a reload never drops a listener it keeps). Settings apply
-    /// to connections accepted from now on. When an address cannot be bound, the ones this call
-    /// bound are closed again and `ProxyBindError` is thrown: the proxy is as it was.
+    /// named, and keeps the rest open (a reload never drops a listener it keeps, also when it
+    /// changes the mode). Settings apply to connections accepted from now on. When an address
+    /// cannot be bound, the ones this call bound are closed again and `ProxyBindError` is thrown:
+    /// the proxy is as it was.
     public func apply(_ spec: ProxySpec, inherited: [ListenAddress: CInt] = [:]) async throws {
         let current = listeners.withLockedValue { Array($0.keys) }
-        var bound: [ListenAddress: any Channel] = [:]
+        var bound: [ListenAddress: ProxyListener] = [:]
         for address in spec.listen where !current.contains(address) {
             do {
-                bound[address] = try await bind(address, inheritedSocket: inherited[address])
+                bound[address] = try ProxyListener.open(address, inheritedSocket: inherited[address], context: context)
             } catch {
-                for channel in bound.values { try? await channel.close() }
+                for listener in bound.values { listener.close() }
                 throw error
             }
         }
         context.settings = ProxySettings(spec)
         listeners.withLockedValue { $0.merge(bound) { _, new in new } }
+        for listener in bound.values { TCPRelay.shared.add(listener) }
         let removed = current.filter { !spec.listen.contains($0) }.compactMap { address in
             listeners.withLockedValue { $0.removeValue(forKey: address) }
         }
@@ -53,62 +54,20 @@ public final class ServiceProxy: Sendable {
     /// Stops accepting; connections already open go on until they finish or are closed by the
     /// drain of their instances. Waiting requests fail with 503.
     public func close() async {
-        let channels = listeners.withLockedValue { state in
+        let closing = listeners.withLockedValue { state in
             defer { state.removeAll() }
             return Array(state.values)
         }
-        await Self.closeListeners(channels)
+        await Self.closeListeners(closing)
         backends.failWaiters(.closing)
     }
 
-    /// Stops accepting first, and closes a moment later: NIO closes a connection it accepted if
-    /// the listener is closed before that connection's setup has finished, and the client would
-    /// see a reset instead of an answer (or, under socket activation, the next musterd's).
-    private static func closeListeners(_ channels: [any Channel]) async {
-        guard !channels.isEmpty else { return }
-        for channel in channels { try? await channel.setOption(ChannelOptions.autoRead, value: false).get() }
-        try? await Task.sleep(for: .milliseconds(50))
-        for channel in channels { try? await channel.close() }
-    }
-
-    private func bind(_ address: ListenAddress, inheritedSocket: CInt?) async throws -> any Channel {
-        let context = self.context
-        let bootstrap = ServerBootstrap(group: context.eventLoopGroup)
-            .serverChannelOption(.backlog, value: 4096)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                ServiceProxy.admit(channel, context: context)
-            }
-        do {
-            if let inheritedSocket {
-                return try await bootstrap.withBoundSocket(inheritedSocket).get()
-            }
-            return try await bootstrap.bind(host: address.host, port: address.port).get()
-        } catch {
-            throw ProxyBindError(service: service, address: address, underlying: "\(error)")
-        }
-    }
-
-    /// Counts the connection against `max_connections` and hands it to the mode's pipeline.
-    private static func admit(_ channel: any Channel, context: ProxyContext) -> EventLoopFuture<Void> {
-        let settings = context.settings
-        let open = context.counters.openConnections.wrappingIncrementThenLoad(ordering: .relaxed)
-        channel.closeFuture.whenComplete { _ in
-            context.counters.openConnections.wrappingDecrement(ordering: .relaxed)
-        }
-        guard open <= settings.maxConnections else {
-            context.counters.rejectedConnections.wrappingIncrement(ordering: .relaxed)
-            switch settings.mode {
-            case .http: return HTTPProxy.reject(channel, settings: settings)
-            case .tcp: return channel.close()
-            }
-        }
-        context.counters.acceptedConnections.wrappingIncrement(ordering: .relaxed)
-        switch settings.mode {
-        case .http: return HTTPProxy.configure(channel, context: context, settings: settings)
-        case .tcp: return TCPProxy.configure(channel, context: context, settings: settings)
+    /// Every relay worker lets go of a listener before its socket is closed: its descriptor
+    /// number could otherwise be reused for something else while a worker still accepts on it.
+    private static func closeListeners(_ closing: [ProxyListener]) async {
+        for listener in closing {
+            await TCPRelay.shared.remove(listener)
+            listener.close()
         }
     }
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/statfs.h>
 
 struct muster_rlimit;
@@ -136,5 +137,8 @@ typedef struct muster_ucred {
     uid_t uid;
     gid_t gid;
 } muster_ucred;
+
+/// accept4(listen_fd) for a non-blocking, close-on-exec connection socket; -1 and errno as accept4.
+int muster_accept_nonblocking(int listen_fd);
 
 #endif

@@ -1,0 +1,107 @@
+import Atomics
+import Glibc
+import MusterCore
+import NIOCore
+
+/// One listening socket of a service's proxy, bound here or inherited from systemd. The relay
+/// workers accept on it (`TCPRelay`); each accepted connection is counted against
+/// `max_connections` and goes to the mode's data path: the relay itself for tcp, NIO for http.
+/// The mode and settings are read per connection, so a reload that changes them keeps the socket.
+final class ProxyListener: Sendable {
+    private static let ids = ManagedAtomic<UInt64>(1)
+
+    /// Tells the worker's epoll tags apart.
+    let id: UInt64
+    let fd: Int32
+    let context: ProxyContext
+    /// Where the socket is bound, with the port the kernel chose for port 0.
+    let localAddress: SocketAddress?
+
+    private init(fd: Int32, context: ProxyContext) {
+        id = Self.ids.loadThenWrappingIncrement(ordering: .relaxed)
+        self.fd = fd
+        self.context = context
+        localAddress = Self.boundAddress(of: fd)
+    }
+
+    /// Binds and listens on `address` (names are resolved), or adopts `inheritedSocket`, which
+    /// systemd has bound and put in listening state already.
+    static func open(_ address: ListenAddress, inheritedSocket: Int32?, context: ProxyContext) throws(ProxyBindError) -> ProxyListener {
+        func failure(_ what: String, _ code: Int32) -> ProxyBindError {
+            ProxyBindError(service: context.service, address: address, underlying: "\(what): \(String(cString: strerror(code))) (errno \(code))")
+        }
+        if let inheritedSocket {
+            let flags = fcntl(inheritedSocket, F_GETFL)
+            guard flags >= 0, fcntl(inheritedSocket, F_SETFL, flags | O_NONBLOCK) == 0 else { throw failure("fcntl", errno) }
+            return ProxyListener(fd: inheritedSocket, context: context)
+        }
+        let resolved: SocketAddress
+        do {
+            resolved = try SocketAddress.makeAddressResolvingHost(address.host, port: address.port)
+        } catch {
+            throw ProxyBindError(service: context.service, address: address, underlying: "\(error)")
+        }
+        let fd = socket(Int32(resolved.protocol.rawValue), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw failure("socket", errno) }
+        var on: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        let bound = resolved.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
+        guard bound == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw failure("bind", code)
+        }
+        guard listen(fd, 4096) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw failure("listen", code)
+        }
+        return ProxyListener(fd: fd, context: context)
+    }
+
+    /// A connection the relay worker `worker` accepted on this socket.
+    func admit(_ fd: Int32, worker: RelayWorker) {
+        var on: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+        let settings = context.settings
+        let open = context.counters.openConnections.wrappingIncrementThenLoad(ordering: .relaxed)
+        let rejected = open > settings.maxConnections
+        if rejected {
+            context.counters.rejectedConnections.wrappingIncrement(ordering: .relaxed)
+        } else {
+            context.counters.acceptedConnections.wrappingIncrement(ordering: .relaxed)
+        }
+        switch settings.mode {
+        case .tcp where rejected:
+            Glibc.close(fd)
+            context.counters.openConnections.wrappingDecrement(ordering: .relaxed)
+        case .tcp:
+            worker.relay(client: fd, proxy: context, settings: settings)
+        case .http:
+            HTTPProxy.adopt(fd, context: context, settings: settings, reject: rejected)
+        }
+    }
+
+    func close() {
+        Glibc.close(fd)
+    }
+
+    private static func boundAddress(of fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            let address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee } }
+            return SocketAddress(address, host: "")
+        case AF_INET6:
+            let address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee } }
+            return SocketAddress(address, host: "")
+        default:
+            return nil
+        }
+    }
+}
