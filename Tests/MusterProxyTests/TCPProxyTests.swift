@@ -197,6 +197,39 @@ struct TCPProxyTests {
         }
     }
 
+    @Test func reloadToTCPModeKeepsTheListeningSocket() async throws {
+        var http = TCPTest.spec()
+        http.mode = .http
+        try await TCPTest.withProxy(http) { harness in
+            let backend = try await harness.backend(index: 0) { IdentityHandler(identity: "0") }
+            harness.proxy.backends.setReady([backend])
+            var tcp = http
+            tcp.mode = .tcp
+            try await harness.proxy.apply(tcp)
+            #expect(harness.proxy.boundAddresses.values.first?.port == harness.port)
+            let client = try TCPTestClient(port: harness.port)
+            #expect(String(decoding: try client.readToEOF(), as: UTF8.self) == "0")
+            client.close()
+            try await harness.expectNothingInFlight()
+        }
+    }
+
+    @Test func instanceHalfCloseReachesTheClientWhichMayStillSend() async throws {
+        try await TCPTest.withProxy { harness in
+            let backend = try await harness.backend(index: 0) { GreetThenHalfCloseHandler() }
+            harness.proxy.backends.setReady([backend])
+            let client = try TCPTestClient(port: harness.port)
+            // The instance's FIN arrives as EOF after its greeting...
+            #expect(String(decoding: try client.readToEOF(), as: UTF8.self) == "hello\n")
+            // ...and the client's bytes still reach it through the open half.
+            try client.send(Array("late".utf8))
+            client.shutdownWrite()
+            try await TCPTest.eventually { backend.counters.bytesToInstance.load(ordering: .relaxed) == 4 }
+            client.close()
+            try await harness.expectNothingInFlight()
+        }
+    }
+
     @Test func clientResetClosesTheInstanceSide() async throws {
         try await TCPTest.withProxy { harness in
             let closed = TCPTestCloseCounter()
@@ -331,6 +364,20 @@ extension Sequence {
 }
 
 // MARK: - Backends
+
+/// Says hello, then shuts its output down and keeps reading until the client's EOF.
+private final class GreetThenHalfCloseHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "hello\n")), promise: nil)
+        context.close(mode: .output, promise: nil)
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed { context.close(promise: nil) }
+    }
+}
 
 /// Writes its identity and closes.
 private final class IdentityHandler: ChannelInboundHandler {
