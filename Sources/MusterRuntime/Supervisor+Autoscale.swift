@@ -51,9 +51,15 @@ extension Supervisor {
     func runAutoscaler() async {
         let interval = deps.metricsInterval
         let step = interval / Self.readingsPerTick
-        let start = ContinuousClock.now
+        var start = ContinuousClock.now
         var reading = 0
         while !Task.isCancelled && !shuttingDown {
+            if autoscalers.isEmpty {
+                await withCheckedContinuation { autoscalerParked = $0 }
+                start = ContinuousClock.now
+                reading = 0
+                continue
+            }
             reading += 1
             try? await Task.sleep(until: start + step * reading, clock: .continuous)
             let now = ContinuousClock.now
@@ -94,6 +100,7 @@ extension Supervisor {
             }
         }
         for name in autoscalers.keys where services[name]?.spec.autoscale == nil { autoscalers[name] = nil }
+        if !autoscalers.isEmpty { autoscalerParked.take()?.resume() }
     }
 
     /// Takes one in-flight reading per service; returns the concurrency-scaled services whose

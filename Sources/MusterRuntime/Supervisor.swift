@@ -126,6 +126,9 @@ public actor Supervisor {
     var endedRequests: [String: Int] = [:]
     /// One per service with an `[autoscale]` table.
     var autoscalers: [String: AutoscaleState] = [:]
+    /// The autoscaler's loop, parked while no service autoscales (so an idle daemon without
+    /// autoscaled services is not woken ten times a second); resumed when one appears or at shutdown.
+    var autoscalerParked: CheckedContinuation<Void, Never>?
     private var autoscaleTask: Task<Void, Never>?
     private var wakeTask: Task<Void, Never>?
     private var wakeAt: ContinuousClock.Instant?
@@ -213,6 +216,7 @@ public actor Supervisor {
             return
         }
         shuttingDown = true
+        autoscalerParked.take()?.resume()
         deps.notify("STOPPING=1")
         emit("shutdown", message: "stopping all instances")
         await serveLastConnections()

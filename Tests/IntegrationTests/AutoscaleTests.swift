@@ -190,4 +190,29 @@ import Testing
             #expect(try Self.report(d, "spin").max == 2)
         }
     }
+
+    @Test(.enabled(if: isRoot)) func autoscaleTableAddedByReloadGetsTicks() async throws {
+        // Without autoscaled services the scaler's loop sleeps; a reload that adds one must wake it.
+        let plain = """
+            command = ["/bin/sleep", "100000"]
+            instances = 1
+            [restart]
+            start_seconds = 0
+            """
+        try await DaemonHarness.with(services: ["idle": plain]) { d in
+            try await d.start()
+            try d.write(service: "idle", plain + """
+
+                [autoscale]
+                min = 1
+                max = 2
+                metric = "memory"
+                target = "1G"
+                """)
+            let reload = d.ctl("reload")
+            #expect(reload.code == 0, "\(reload.stderr)")
+            let ticked = await eventually(10) { (try? Self.report(d, "idle").lastReason) != nil }
+            #expect(ticked, Comment(rawValue: d.ctl("autoscale", "idle").stdout))
+        }
+    }
 }
