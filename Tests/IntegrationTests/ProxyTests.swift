@@ -41,14 +41,19 @@ import Testing
         }
     }
 
+    /// A loopback port nothing listens on, for a proxy listener. Taken below the kernel's
+    /// ephemeral range (32768 and up here): a port the kernel chose for a bind, then closed, can
+    /// be handed to some outgoing connection before musterd binds it, and the test fails for
+    /// nothing.
     static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        _ = onLoopback(fd, 0, bind)
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
+        for _ in 0..<200 {
+            let port = Int.random(in: 17000..<20000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let bound = onLoopback(fd, port, bind)
+            close(fd)
+            if bound == 0 { return port }
+        }
+        fatalError("no free loopback port in 17000-19999")
     }
 
     static func hits(_ d: DaemonHarness, port: Int, count: Int, fresh: Bool = false) throws -> [String] {
