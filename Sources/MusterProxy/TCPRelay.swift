@@ -75,7 +75,6 @@ final class RelayWorker: @unchecked Sendable {
     /// Slots closed during the current batch of events; reused only after it, so a later event in
     /// the same batch cannot reach a new connection through an old tag.
     private var closedSlots: [Int] = []
-    private var liveConnections = 0
     private var nextSerial: UInt64 = 1
     /// The read buffer every connection of this worker shares: bytes go straight on to the other
     /// socket, and only what it cannot take yet is copied into a buffer of the connection's own.
@@ -97,7 +96,7 @@ final class RelayWorker: @unchecked Sendable {
         event.events = UInt32(EPOLLIN.rawValue)
         event.data.u64 = Tag.mailbox
         precondition(epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &event) == 0)
-        RelayThread.start(name: name) { self.run() }
+        NativeThread.start(name: name) { self.run() }
     }
 
     /// Hands `command` to the worker's thread and wakes it.
@@ -229,7 +228,6 @@ final class RelayWorker: @unchecked Sendable {
             worker: self, slot: slot, serial: nextSerial, client: fd, proxy: proxy, settings: settings)
         nextSerial &+= 1
         connections[slot] = connection
-        liveConnections += 1
         scheduleSweep(in: Self.sweepInterval(idle: settings.idleTimeout))
         connection.start()
     }
@@ -238,7 +236,6 @@ final class RelayWorker: @unchecked Sendable {
     func release(slot: Int) {
         connections[slot] = nil
         closedSlots.append(slot)
-        liveConnections -= 1
     }
 
     func tag(slot: Int, side: RelayConnection.Side) -> UInt64 {
@@ -283,30 +280,5 @@ final class RelayWorker: @unchecked Sendable {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC_COARSE, &spec)
         return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
-    }
-}
-
-/// A named, detached pthread for a loop that lives as long as the process.
-enum RelayThread {
-    private final class Box {
-        let name: String
-        let body: () -> Void
-        init(_ name: String, _ body: @escaping () -> Void) {
-            self.name = name
-            self.body = body
-        }
-    }
-
-    static func start(name: String, _ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Box(name, body)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            muster_set_thread_name(String(box.name.prefix(15)))
-            box.body()
-            return nil
-        }, box)
-        precondition(rc == 0, "pthread_create: \(String(cString: strerror(rc)))")
-        pthread_detach(thread)
     }
 }

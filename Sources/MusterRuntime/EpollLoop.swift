@@ -1,5 +1,6 @@
 import CMusterShims
 import Glibc
+import MusterProxy
 import Synchronization
 
 /// One thread waiting on many file descriptors with epoll, calling each one's handler when it is
@@ -78,31 +79,5 @@ enum MonotonicMilliseconds {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
-    }
-}
-
-/// A detached pthread running a closure: the loops above need a thread of their own that blocks in
-/// epoll_wait, which Swift concurrency's cooperative pool must never do.
-enum NativeThread {
-    private final class Box {
-        let body: () -> Void
-        let name: String
-        init(_ name: String, _ body: @escaping () -> Void) {
-            self.name = name
-            self.body = body
-        }
-    }
-
-    static func start(name: String, _ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Box(name, body)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            muster_set_thread_name(String(box.name.prefix(15)))
-            box.body()
-            return nil
-        }, box)
-        precondition(rc == 0, "pthread_create: \(FileSystem.errorText(rc))")
-        pthread_detach(thread)
     }
 }
