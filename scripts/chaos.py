@@ -45,7 +45,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -54,7 +53,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.dont_write_bytecode = True        # no __pycache__ left in the work tree
 sys.path.insert(0, os.path.join(HERE, "bench"))
-from benchlib import BenchError, Interrupted, kill_if_same, log, proc_stat, remove_cgroup_root, run_quiet  # noqa: E402
+import benchlib  # noqa: E402
+from benchlib import (BenchError, HTTPClient, Interrupted, Process, ignore_signals, log, port_free,  # noqa: E402
+                      proc_stat, raise_interrupted_on_signals, read_events, run_quiet, wait_until)
 
 PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
@@ -164,16 +165,6 @@ while True:
 
 # --- processes, resources and cleanup ----------------------------------------------------------
 
-def session_pids(sid):
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            fields = proc_stat(int(name))
-            if fields and fields[6] == str(sid):
-                found.append((int(name), fields[22]))
-    return found
-
-
 def children_of(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -195,66 +186,18 @@ def alive(pid):
     return fields is not None and fields[3] != "Z"
 
 
-class Process:
-    """One process under test, in its own session (setsid before exec)."""
-
-    def __init__(self, name, argv, log_path, stop_argv=None, pass_fds=(), env=None):
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.stop_argv = stop_argv
-        self.pass_fds = pass_fds
-        self.env = env
-        self.proc = None
-        self.seen = set()
-
-    def launch(self):
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                         start_new_session=True, pass_fds=self.pass_fds, env=self.env)
-        return self
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.alive():
-            self.seen |= set(session_pids(self.proc.pid))
-        if self.alive() and self.stop_argv:
-            try:
-                run_quiet(self.stop_argv, timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.alive():
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            log(f"cleanup: {self.name} still running 30 s after SIGTERM; SIGKILL")
-            self.proc.kill()
-            self.proc.wait()
-        for pid, start in self.seen | set(session_pids(self.proc.pid)):
-            kill_if_same(pid, start)
-
-
-class Resources:
-    """What one case (or the whole run) created, so cleanup undoes exactly that."""
+class Resources(benchlib.Resources):
+    """What one case (or the whole run) created, so cleanup undoes exactly that: the shared
+    cleanup, plus the cases' own scopes (cleaned first), tmpfs mounts, and the logs kept into the
+    results folder. Signals are not ignored here: a case's scope is cleaned while the run goes on,
+    and Ctrl-C must still stop it; main ignores them before the run's own cleanup."""
 
     def __init__(self, results_dir=None):
-        self.temp_dirs = []
-        self.cgroup_roots = []
-        self.processes = []
+        super().__init__("muster-chaos", ignore_signals_in_cleanup=False)
         self.mounts = []
         self.children = []
         self.keep = []          # (src, dst) copied into the results folder before removal
         self.results_dir = results_dir
-        self.cleaned = False
 
     def scope(self, label):
         child = Resources(os.path.join(self.results_dir, label) if self.results_dir else None)
@@ -262,28 +205,15 @@ class Resources:
         return child
 
     def temp_dir(self, label):
-        path = tempfile.mkdtemp(prefix=f"muster-chaos-{label}.")
+        path = super().temp_dir(label)
         os.chmod(path, 0o755)
-        self.temp_dirs.append(path)
         return path
 
-    def start(self, process):
-        self.processes.append(process)
-        return process.launch()
-
-    def cleanup(self):
-        if self.cleaned:
-            return
-        self.cleaned = True
+    def before_processes(self):
         for child in self.children:
             child.cleanup()
-        for process in reversed(self.processes):
-            try:
-                process.stop()
-            except Exception as error:  # keep going: the rest must be cleaned up too
-                log(f"cleanup: stopping {process.name}: {error}")
-        for name in self.cgroup_roots:
-            remove_cgroup_root(name)
+
+    def before_temp_dirs(self):
         for path in reversed(self.mounts):
             r = run_quiet(["umount", path])
             if r.returncode != 0:
@@ -294,8 +224,6 @@ class Resources:
                     keep_logs(path, self.results_dir)
                 except OSError as error:
                     log(f"cleanup: keeping logs of {path}: {error}")
-        for path in self.temp_dirs:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def keep_logs(tmp, dest):
@@ -310,27 +238,6 @@ def keep_logs(tmp, dest):
                     continue
                 os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
                 shutil.copy(src, os.path.join(dest, rel))
-
-
-def port_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def wait_until(predicate, timeout, what=None, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    if what:
-        raise BenchError(f"{what} not within {timeout:g} s")
-    return None
 
 
 # --- HTTP: the control socket, one-off requests and the load -----------------------------------
@@ -370,59 +277,6 @@ def dechunk(body):
     return out
 
 
-class HTTPClient:
-    """One keep-alive HTTP/1.1 connection over a raw socket."""
-
-    def __init__(self, port, timeout):
-        self.port = port
-        self.timeout = timeout
-        self.sock = None
-        self.buffer = b""
-
-    def close(self):
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-        self.sock = None
-        self.buffer = b""
-
-    def get(self, path, close=False):
-        """The status code; raises OSError (or ValueError on a malformed answer)."""
-        if self.sock is None:
-            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        extra = b"Connection: close\r\n" if close else b""
-        self.sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: chaos\r\n" + extra + b"\r\n")
-        while b"\r\n\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed before the answer")
-            self.buffer += chunk
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        length = 0
-        must_close = close
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value.strip())
-            elif name == b"connection" and value.strip().lower() == b"close":
-                must_close = True
-        while len(self.buffer) < length:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed in the body")
-            self.buffer += chunk
-        self.buffer = self.buffer[length:]
-        if must_close:
-            self.close()
-        return status
-
-
 def one_request(port, path="/", timeout=3.0):
     client = HTTPClient(port, timeout)
     try:
@@ -446,6 +300,9 @@ def failure_kind(error):
 
 
 def percentile(sorted_values, q):
+    # Not the nearest-rank percentile of autoscale.py: round() halves to even, so at 100, 300, 500...
+    # values this takes one rank higher (the p99 of 100 values is the largest). The suite's verdicts
+    # and docs/reliability.md's figures come from this rule; changing it is a change of its own.
     if not sorted_values:
         return None
     k = min(len(sorted_values) - 1, max(0, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
@@ -566,7 +423,7 @@ instance_ports = "{instance_ports[0]}-{instance_ports[1]}"
         argv = list(launcher) + [self.musterd, "--config", self.config]
         self.process = self.res.start(Process(
             "musterd", argv, self.log_path, [self.musterctl, "shutdown", "--socket", self.socket],
-            pass_fds=pass_fds))
+            pass_fds=pass_fds, stop_timeout=60, exit_timeout=30))
         return self.process
 
     def ctl(self, *argv, timeout=60):
@@ -609,17 +466,7 @@ instance_ports = "{instance_ports[0]}-{instance_ports[1]}"
             raise BenchError(f"{error}; musterd log:\n{self.log_tail()}")
 
     def events(self):
-        events = []
-        try:
-            with open(os.path.join(self.state_dir, "events.log"), errors="replace") as f:
-                for line in f:
-                    try:
-                        events.append(json.loads(line))
-                    except ValueError:
-                        pass
-        except OSError:
-            pass
-        return events
+        return read_events(os.path.join(self.state_dir, "events.log"))
 
     def log_text(self):
         try:
@@ -1606,11 +1453,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("scripts/chaos: run as root (cgroups, tmpfs mounts)")
 
-    def interrupted(signum, _frame):
-        raise Interrupted(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
+    raise_interrupted_on_signals()
 
     # Case 6 holds thousands of sockets here, and musterd (which inherits this limit) as many.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1630,7 +1473,7 @@ def main():
             ephemeral_low = 32768
         for _ in range(50):
             base = random.randrange(10000, max(10100, ephemeral_low - 2000), 100)
-            if all(port_free(p) for p in range(base, base + 80)):
+            if all(port_free(p, reuse_addr=False) for p in range(base, base + 80)):
                 args.base_port = base
                 break
         else:
@@ -1688,8 +1531,7 @@ def main():
         log(f"scripts/chaos: {error}")
         code = 1
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_signals()
         res.cleanup()
     return code
 

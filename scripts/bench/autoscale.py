@@ -43,15 +43,15 @@ import select
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 
-from benchlib import BenchError, Interrupted, kill_if_same, log, proc_stat, remove_cgroup_root, run_quiet
+import benchlib
+from benchlib import (BenchError, HTTPClient, Interrupted, Process, file_tail, kill_if_same, log, machine_busy, median,
+                      port_free, proc_stat, raise_interrupted_on_signals, read_events, run_quiet, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKEND = os.path.join(HERE, "slow_backend.py")
@@ -71,109 +71,19 @@ MODES = {
 }
 
 
-# --- processes and cleanup (as in proxy.py) ---------------------------------------------------
+# --- cleanup ------------------------------------------------------------------------------------
 
-def session_pids(sid):
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            fields = proc_stat(int(name))
-            if fields and fields[6] == str(sid):
-                found.append((int(name), fields[22]))
-    return found
-
-
-def port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def wait_until(predicate, timeout, what, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise BenchError(f"{what} not within {timeout:g} s")
-
-
-class Process:
-    """One process under test, in its own session (start_new_session: setsid before exec)."""
-
-    def __init__(self, name, argv, log_path, stop_argv=None):
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.stop_argv = stop_argv
-        self.proc = None
-        self.seen = set()
-
-    def launch(self):
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                         start_new_session=True)
-        return self
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def remember_session(self):
-        if self.alive():
-            self.seen |= set(session_pids(self.proc.pid))
-
-    def stop(self):
-        if self.proc is None:
-            return
-        self.remember_session()
-        if self.alive() and self.stop_argv:
-            try:
-                run_quiet(self.stop_argv, timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.alive():
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            log(f"cleanup: {self.name} still running 20 s after SIGTERM; SIGKILL")
-            self.proc.kill()
-            self.proc.wait()
-        for pid, start in self.seen | set(session_pids(self.proc.pid)):
-            kill_if_same(pid, start)
-
-
-class Resources:
-    """Everything this run created, so that cleanup undoes exactly that and nothing else."""
+class Resources(benchlib.Resources):
+    """The shared cleanup, plus what only this benchmark has: the load and poller threads
+    (stopped first: they would go on loading and polling what is being stopped) and the
+    backends started directly for the start-up runs."""
 
     def __init__(self):
-        self.temp_dirs = []
-        self.cgroup_roots = []
-        self.processes = []
+        super().__init__("bench-autoscale")
         self.spawned = {}          # pid -> starttime, for the directly started backends
         self.threads_stop = []     # callables that stop the run's threads
-        self.cleaned = False
 
-    def temp_dir(self, label):
-        path = tempfile.mkdtemp(prefix=f"bench-autoscale-{label}.")
-        self.temp_dirs.append(path)
-        return path
-
-    def start(self, process):
-        self.processes.append(process)
-        return process.launch()
-
-    def cleanup(self):
-        if self.cleaned:
-            return
-        self.cleaned = True
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+    def before_processes(self):
         for stop in self.threads_stop:
             try:
                 stop()
@@ -185,15 +95,6 @@ class Resources:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-        for process in reversed(self.processes):
-            try:
-                process.stop()
-            except Exception as error:  # keep going: the rest must be cleaned up too
-                log(f"cleanup: stopping {process.name}: {error}")
-        for name in self.cgroup_roots:
-            remove_cgroup_root(name)
-        for path in self.temp_dirs:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 # --- HTTP: the control socket and the load ---------------------------------------------------
@@ -225,61 +126,6 @@ def control_get(socket_path, path, timeout=5.0):
         return None
     finally:
         conn.close()
-
-
-class HTTPClient:
-    """One keep-alive HTTP/1.1 connection, raw sockets: the least client-side time per request."""
-
-    def __init__(self, port, timeout):
-        self.port = port
-        self.timeout = timeout
-        self.sock = None
-        self.buffer = b""
-
-    def close(self):
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-        self.sock = None
-        self.buffer = b""
-
-    def get(self, path, close=False):
-        """Status code; raises OSError (or ValueError on a malformed answer)."""
-        if self.sock is None:
-            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        extra = b"Connection: close\r\n" if close else b""
-        self.sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\n" + extra + b"\r\n")
-        while b"\r\n\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed before the answer")
-            self.buffer += chunk
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        length = 0
-        must_close = close
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value.strip())
-            elif name == b"connection" and value.strip().lower() == b"close":
-                must_close = True
-            elif name == b"transfer-encoding":
-                raise ValueError("chunked answer: not expected from this backend")
-        while len(self.buffer) < length:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed in the body")
-            self.buffer += chunk
-        self.buffer = self.buffer[length:]
-        if must_close:
-            self.close()
-        return status
 
 
 class Load:
@@ -536,25 +382,10 @@ scale_to_zero_after = "{mode['scale_to_zero_after']}s"
         return [i for i in s.get("instances", []) if i.get("pid")]
 
     def events_file(self):
-        events = []
-        path = os.path.join(self.tmp, "state", "events.log")
-        try:
-            with open(path, errors="replace") as f:
-                for line in f:
-                    try:
-                        events.append(json.loads(line))
-                    except ValueError:
-                        pass
-        except OSError:
-            pass
-        return events
+        return read_events(os.path.join(self.tmp, "state", "events.log"))
 
     def log_tail(self, lines=20):
-        try:
-            with open(os.path.join(self.tmp, "musterd.log"), errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return file_tail(os.path.join(self.tmp, "musterd.log"), lines)
 
 
 # --- analysis ------------------------------------------------------------------------------------
@@ -566,10 +397,6 @@ def percentile(values, q):
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-def median(values):
-    return statistics.median(values) if values else float("nan")
 
 
 SCALE_RE = re.compile(r"^\S+: (\d+) → (\d+), (.*)$")
@@ -732,20 +559,6 @@ def ordinal(n):
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def cpu_times():
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    return sum(fields), fields[3] + fields[4]          # total, idle + iowait
-
-
-def machine_busy(seconds=1.0):
-    """Share of all CPUs busy over `seconds`: other work on the machine skews every figure."""
-    total0, idle0 = cpu_times()
-    time.sleep(seconds)
-    total1, idle1 = cpu_times()
-    return 1 - (idle1 - idle0) / max(1, total1 - total0)
-
-
 def fmt(value, unit="", digits=2):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -782,11 +595,7 @@ def main():
     if args.startup_runs is not None:
         mode["startup_runs"] = args.startup_runs
 
-    def interrupted(signum, _frame):
-        raise Interrupted(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
+    raise_interrupted_on_signals()
 
     out = args.out or os.path.join("/tmp", "muster-bench-autoscale-" + time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)

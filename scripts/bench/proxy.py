@@ -29,54 +29,19 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
-from benchlib import BenchError, Interrupted, kill_if_same, log, proc_stat, remove_cgroup_root, run_quiet
+from benchlib import (BenchError, Interrupted, Process, Resources, file_tail, log, median, port_free,
+                      raise_interrupted_on_signals, run_quiet, wait_until)
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 
-# --- /proc helpers ---------------------------------------------------------------------------
-
-def session_pids(sid):
-    """(pid, starttime) of every process in session `sid`."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            fields = proc_stat(int(name))
-            if fields and fields[6] == str(sid):
-                found.append((int(name), fields[22]))
-    return found
-
-
-def session_cpu_seconds(sid):
-    """utime+stime of the live processes of a session (a proxy and its workers)."""
-    total = 0
-    for pid, _ in session_pids(sid):
-        fields = proc_stat(pid)
-        if fields:
-            total += int(fields[14]) + int(fields[15])
-    return total / CLK_TCK
-
-
-def port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
+# --- helpers ---------------------------------------------------------------------------------
 
 def http_ok(port, timeout=1.0):
     """True when GET / on 127.0.0.1:port answers 200."""
@@ -92,100 +57,6 @@ def http_ok(port, timeout=1.0):
             return data.startswith(b"HTTP/1.1 200")
     except OSError:
         return False
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    raise BenchError(f"{what} not within {timeout:g} s")
-
-
-# --- the run's resources and their cleanup ---------------------------------------------------
-
-class Process:
-    """One process under test, in its own session (start_new_session: setsid before exec)."""
-
-    def __init__(self, name, argv, log_path, stop_argv=None):
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.stop_argv = stop_argv
-        self.proc = None
-        self.seen = set()
-
-    def launch(self):
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                         start_new_session=True)
-        return self
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def cpu_seconds(self):
-        return session_cpu_seconds(self.proc.pid) if self.alive() else 0.0
-
-    def remember_session(self):
-        if self.alive():
-            self.seen |= set(session_pids(self.proc.pid))
-
-    def stop(self):
-        if self.proc is None:
-            return
-        self.remember_session()
-        if self.alive() and self.stop_argv:
-            try:
-                run_quiet(self.stop_argv, timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.alive():
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            log(f"cleanup: {self.name} still running 20 s after SIGTERM; SIGKILL")
-            self.proc.kill()
-            self.proc.wait()
-        for pid, start in self.seen | set(session_pids(self.proc.pid)):
-            kill_if_same(pid, start)
-
-
-class Resources:
-    """Everything this run created, so that cleanup undoes exactly that and nothing else."""
-
-    def __init__(self):
-        self.temp_dirs = []
-        self.cgroup_roots = []
-        self.processes = []
-        self.cleaned = False
-
-    def temp_dir(self, label):
-        path = tempfile.mkdtemp(prefix=f"bench-proxy-{label}.")
-        self.temp_dirs.append(path)
-        return path
-
-    def start(self, process):
-        self.processes.append(process)
-        return process.launch()
-
-    def cleanup(self):
-        if self.cleaned:
-            return
-        self.cleaned = True
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        for process in reversed(self.processes):
-            try:
-                process.stop()
-            except Exception as error:  # keep going: the rest must be cleaned up too
-                log(f"cleanup: stopping {process.name}: {error}")
-        for name in self.cgroup_roots:
-            remove_cgroup_root(name)
-        for path in self.temp_dirs:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 # --- configs ---------------------------------------------------------------------------------
@@ -350,11 +221,7 @@ protocol = "{protocol}"
                 for s in doc.get("services", [])}
 
     def log_tail(self, lines=20):
-        try:
-            with open(os.path.join(self.tmp, "musterd.log"), errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return file_tail(os.path.join(self.tmp, "musterd.log"), lines)
 
 
 # --- wrk -------------------------------------------------------------------------------------
@@ -394,10 +261,6 @@ def run_wrk(port, args, process=None):
 
 
 # --- the run ---------------------------------------------------------------------------------
-
-def median(values):
-    return statistics.median(values) if values else float("nan")
-
 
 def report(results, order):
     # CPU µs per request: the proxy's own cost, less sensitive than req/s to what else the
@@ -466,18 +329,14 @@ def main():
     if not args.peers_only and not args.bin_dir:
         sys.exit("scripts/bench/proxy: --bin-dir is required unless --peers-only")
 
-    def interrupted(signum, _frame):
-        raise Interrupted(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
+    raise_interrupted_on_signals()
 
     order = [t.strip() for t in args.targets.split(",") if t.strip()]
     # 64 ports for 8 instances: musterd skips a port that cannot be bound right now, and one a
     # previous run's connections left in TIME-WAIT counts as such for a minute.
     instance_ports = list(range(args.base_port, args.base_port + 64))
     muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port = range(args.base_port + 100, args.base_port + 105)
-    res = Resources()
+    res = Resources("bench-proxy")
     try:
         busy = [p for p in [muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port] if not port_free(p)]
         if busy:
@@ -496,9 +355,9 @@ def main():
             process = muster.start()
             try:
                 wait_until(lambda: len(muster.ready_ports("bench-http")) == 4 and len(muster.ready_ports("bench-tcp")) == 4,
-                           60, "musterd reporting 4 running instances of each service")
+                           60, "musterd reporting 4 running instances of each service", step=0.1)
                 backends = muster.ready_ports("bench-http")
-                wait_until(lambda: all(http_ok(p) for p in backends), 20, "the instances answering")
+                wait_until(lambda: all(http_ok(p) for p in backends), 20, "the instances answering", step=0.1)
             except BenchError as error:
                 if process.alive():
                     raise BenchError(f"{error}; musterd log:\n{muster.log_tail()}")
@@ -510,13 +369,13 @@ def main():
             for port in backends:
                 res.start(Process(f"nginx-{port}", [NGINX, "-p", f"{tmp}/", "-c", f"{tmp}/nginx-{port}.conf"],
                                   os.path.join(tmp, f"nginx-{port}.log")))
-            wait_until(lambda: all(http_ok(p) for p in backends), 20, "the nginx backends answering")
+            wait_until(lambda: all(http_ok(p) for p in backends), 20, "the nginx backends answering", step=0.1)
 
         proxies = {}
         if muster is not None:
             for name, port in (("muster-http", muster_http), ("muster-tcp", muster_tcp)):
                 try:
-                    wait_until(lambda: http_ok(port), 10, f"{name} answering on 127.0.0.1:{port}")
+                    wait_until(lambda: http_ok(port), 10, f"{name} answering on 127.0.0.1:{port}", step=0.1)
                     proxies[name] = (port, muster.process)
                 except BenchError as error:
                     log(f"scripts/bench/proxy: {error}: musterd does not serve this [proxy] listener; skipping {name}")
@@ -530,7 +389,7 @@ def main():
         nginx = res.start(Process("nginx-proxy", [NGINX, "-p", f"{tmp}/", "-c", os.path.join(tmp, "nginx-proxy.conf")],
                                   os.path.join(tmp, "nginx-proxy.log")))
         wait_until(lambda: http_ok(haproxy_http) and http_ok(haproxy_tcp) and http_ok(nginx_port), 20,
-                   "HAProxy and nginx answering")
+                   "HAProxy and nginx answering", step=0.1)
         proxies["haproxy-http"] = (haproxy_http, haproxy)
         proxies["haproxy-tcp"] = (haproxy_tcp, haproxy)
         proxies["nginx-proxy"] = (nginx_port, nginx)

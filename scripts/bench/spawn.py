@@ -16,15 +16,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
-from benchlib import BenchError, Interrupted, kill_if_same, log, proc_stat, remove_cgroup_root, run_quiet
+from benchlib import (BenchError, Interrupted, Resources, kill_if_same, log, machine_busy, proc_stat,
+                      raise_interrupted_on_signals, remove_cgroup_root, run_quiet)
 
 INSTANCES = int(os.environ.get("INSTANCES", "200"))
 IDLE_SECONDS = float(os.environ.get("IDLE_SECONDS", "60"))
@@ -97,38 +96,7 @@ def cmdline(pid):
         return None
 
 
-# --- the run's resources and their cleanup ---------------------------------------------------
-
-class Resources:
-    """Everything this run created, so that cleanup can undo exactly that and nothing else."""
-
-    def __init__(self):
-        self.temp_dirs = []
-        self.cgroup_roots = []       # names under each cgroup hierarchy, unique to this run
-        self.daemons = []            # Daemon objects, newest last
-        self.cleaned = False
-
-    def temp_dir(self, label):
-        path = tempfile.mkdtemp(prefix=f"bench-spawn-{label}.")
-        self.temp_dirs.append(path)
-        return path
-
-    def cleanup(self):
-        if self.cleaned:
-            return
-        self.cleaned = True
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)   # a second Ctrl-C must not cut cleanup short
-        for daemon in reversed(self.daemons):
-            try:
-                daemon.stop()
-            except Exception as error:  # keep going: the rest must be cleaned up too
-                log(f"cleanup: stopping {daemon.name}: {error}")
-        for name in self.cgroup_roots:
-            remove_cgroup_root(name)
-        for path in self.temp_dirs:
-            shutil.rmtree(path, ignore_errors=True)
-
+# --- the daemons under test ------------------------------------------------------------------
 
 class Daemon:
     """One launched daemon: its Popen, and the children it started (pid, start time)."""
@@ -229,20 +197,6 @@ def idle_cpu(daemon, seconds):
     elapsed = t1 - t0
     return {"percent": (ticks1 - ticks0) / CLK_TCK / elapsed * 100, "ticks": ticks1 - ticks0,
             "schedstat_percent": (ns1 - ns0) / 1e9 / elapsed * 100, "seconds": elapsed}
-
-
-def machine_busy(seconds=1.0):
-    """How busy every CPU together was over `seconds`, in % (100 = all cores busy): the work of
-    others on this machine, when nothing of this benchmark is running."""
-    def sample():
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        idle = values[3] + values[4]
-        return sum(values[:8]) - idle, sum(values[:8])
-    busy0, total0 = sample()
-    time.sleep(seconds)
-    busy1, total1 = sample()
-    return 100.0 * (busy1 - busy0) / max(1, total1 - total0)
 
 
 def keep(path, name=None):
@@ -440,7 +394,7 @@ def launch_until_running(res, target):
     """Launches the daemon and polls its status until every instance runs. Returns the daemon
     (still running) and the figures of this launch."""
     daemon = target.prepare()
-    res.daemons.append(daemon)
+    res.processes.append(daemon)
     t0 = time.monotonic()
     wall0 = time.time()
     daemon.launch()
@@ -476,7 +430,7 @@ def launch_until_running(res, target):
 def stop_daemon(res, target, daemon):
     target.finish(daemon)
     daemon.stop()   # nothing left to shut down; kills any leftover child
-    res.daemons.remove(daemon)
+    res.processes.remove(daemon)
 
 
 def measure(res, target):
@@ -584,13 +538,9 @@ def main():
     if os.geteuid() != 0:
         sys.exit("scripts/bench/spawn: run as root (musterd creates cgroups)")
 
-    def interrupted(signum, _frame):
-        raise Interrupted(signal.Signals(signum).name)
+    raise_interrupted_on_signals()
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
-
-    res = Resources()
+    res = Resources("bench-spawn")
     try:
         # Warm the page cache for both, so neither pays for a cold first exec.
         for argv in ([os.path.join(args.bin_dir, "musterd"), "--version"],
@@ -600,12 +550,12 @@ def main():
         version = run_quiet(["supervisord", "--version"]).stdout.strip()
         log(f"supervisord {version}; musterd from {args.bin_dir}; {INSTANCES} instances; "
             f"idle window {IDLE_SECONDS:g} s; {START_RUNS} launch(es) each")
-        busy0 = machine_busy(2.0)
+        busy0 = machine_busy(2.0) * 100   # in %
         log(f"machine busy before the run: {busy0:.0f}% of all {os.cpu_count()} CPUs")
         m = measure(res, Muster(res, args.bin_dir))
         s = measure(res, Supervisord(res))
         text, summary = report(m, s)
-        busy1 = machine_busy(2.0)
+        busy1 = machine_busy(2.0) * 100
         text += f"\nother work on the machine: {busy0:.0f}% of all CPUs busy before the run, {busy1:.0f}% after"
         if max(busy0, busy1) > 10:
             text += " (figures are slower and noisier than on an idle machine)"
