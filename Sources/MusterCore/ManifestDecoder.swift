@@ -14,6 +14,15 @@ public enum ManifestDecoder {
         }
         var top = TableReader(file: fileName, table: nil, entries: entries)
         var issues: [ManifestIssue] = []
+        /// Reads the table `name` when the manifest has it: its own reader, so unknown keys and
+        /// mistakes are named `[name] key`, and its issues join the file's.
+        func section(_ name: String, _ decode: (inout TableReader) -> Void) {
+            guard let entries = top.subtable(name) else { return }
+            var reader = TableReader(file: fileName, table: name, entries: entries)
+            decode(&reader)
+            reader.finish()
+            issues += reader.issues
+        }
 
         let stem = fileName.hasSuffix(".toml") ? String(fileName.dropLast(5)) : fileName
         let name = top.string("name", example: "\"web\"") ?? stem
@@ -53,35 +62,23 @@ public enum ManifestDecoder {
         if let inherit = top.boolean("inherit_environment") { spec.inheritEnvironment = inherit }
         if let instances = top.integer("instances", example: "2", range: 0...10_000) { spec.instances = instances }
 
-        if let restart = top.subtable("restart") {
-            var reader = TableReader(file: fileName, table: "restart", entries: restart)
-            decodeRestart(&reader, into: &spec.restart)
-            reader.finish()
-            issues += reader.issues
-        }
-        if let stop = top.subtable("stop") {
-            var reader = TableReader(file: fileName, table: "stop", entries: stop)
+        section("restart") { reader in decodeRestart(&reader, into: &spec.restart) }
+        section("stop") { reader in
             if let name = reader.string("signal", example: "\"TERM\"") {
                 if let number = SignalName.number(name) { spec.stop.signal = number }
                 else { reader.fail("signal", .string(name), "not a signal (try \"TERM\", \"INT\", \"QUIT\" or \"HUP\")") }
             }
             if let timeout = reader.duration("timeout", example: "\"10s\"") { spec.stop.timeout = timeout }
-            reader.finish()
-            issues += reader.issues
         }
-        if let resources = top.subtable("resources") {
-            var reader = TableReader(file: fileName, table: "resources", entries: resources)
+        section("resources") { reader in
             if let memory = reader.size("memory_max", example: "256M or 1G") {
                 if memory < 1 << 20 { reader.fail("memory_max", .integer(Int(memory)), "below 1M leaves nothing to run in (try 256M or 1G)") }
                 else { spec.resources.memoryMax = memory }
             }
             if let cpu = reader.number("cpu_max", example: "0.5", minimum: 0.01) { spec.resources.cpuMax = cpu }
             if let pids = reader.integer("pids_max", example: "128", range: 1...4_194_304) { spec.resources.pidsMax = pids }
-            reader.finish()
-            issues += reader.issues
         }
-        if let logs = top.subtable("logs") {
-            var reader = TableReader(file: fileName, table: "logs", entries: logs)
+        section("logs") { reader in
             if let target = reader.string("target", example: "\"journal\"") {
                 if let value = LogSpec.Target(rawValue: target) { spec.logs.target = value }
                 else { reader.fail("target", .string(target), "must be \"file\" or \"journal\"") }
@@ -91,23 +88,10 @@ public enum ManifestDecoder {
                 else { spec.logs.maxBytes = size }
             }
             if let backups = reader.integer("backups", example: "5", range: 0...1000) { spec.logs.backups = backups }
-            reader.finish()
-            issues += reader.issues
         }
-        if let proxy = top.subtable("proxy") {
-            var reader = TableReader(file: fileName, table: "proxy", entries: proxy)
-            spec.proxy = decodeProxy(&reader)
-            reader.finish()
-            issues += reader.issues
-        }
-        if let health = top.subtable("health") {
-            var reader = TableReader(file: fileName, table: "health", entries: health)
-            decodeHealth(&reader, into: &spec.health)
-            reader.finish()
-            issues += reader.issues
-        }
-        if let autoscale = top.subtable("autoscale") {
-            var reader = TableReader(file: fileName, table: "autoscale", entries: autoscale)
+        section("proxy") { reader in spec.proxy = decodeProxy(&reader) }
+        section("health") { reader in decodeHealth(&reader, into: &spec.health) }
+        section("autoscale") { reader in
             spec.autoscale = decodeAutoscale(&reader, hasProxy: spec.proxy != nil)
             if let bounds = spec.autoscale {
                 if top.value("instances") == nil {
@@ -117,17 +101,9 @@ public enum ManifestDecoder {
                     top.fail("instances", .integer(spec.instances), "is the starting count of an autoscaled service and must be within [autoscale] min = \(bounds.min) to max = \(bounds.max) (set it between them, or leave it out)")
                 }
             }
-            reader.finish()
-            issues += reader.issues
         }
-        if let isolation = top.subtable("isolation") {
-            var reader = TableReader(file: fileName, table: "isolation", entries: isolation)
-            decodeIsolation(&reader, into: &spec.isolation)
-            reader.finish()
-            issues += reader.issues
-        }
-        if let export = top.subtable("export") {
-            var reader = TableReader(file: fileName, table: "export", entries: export)
+        section("isolation") { reader in decodeIsolation(&reader, into: &spec.isolation) }
+        section("export") { reader in
             if let image = reader.string("image", example: "\"registry.example/web:1.4\"") {
                 if image.isEmpty || image.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
                     reader.fail("image", .string(image), "not a container image reference (try image = \"registry.example/web:1.4\")")
@@ -135,8 +111,6 @@ public enum ManifestDecoder {
                     spec.exportImage = image
                 }
             }
-            reader.finish()
-            issues += reader.issues
         }
         top.finish()
         issues = top.issues + issues
