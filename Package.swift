@@ -109,7 +109,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "MusterCoreTests", dependencies: ["MusterCore"]),
+        .testTarget(name: "MusterCoreTests", dependencies: ["MusterCore"], exclude: ["Fixtures"]),
         .testTarget(name: "MusterMigrateTests", dependencies: ["MusterMigrate", "MusterCore"], exclude: ["Fixtures"]),
         .testTarget(
             name: "MusterRuntimeTests",

@@ -29,6 +29,9 @@ struct ControlRouteTests {
     static let crashy: ServiceSpec = {
         var spec = RouteHarness.spec("crashy", command: ["/bin/false"])
         spec.restart.maxFailedStarts = 2
+        // Long enough that /bin/false cannot count as started however late a loaded machine
+        // delivers its exit (at 200 ms it once did, and the count of restarts was off by one).
+        spec.restart.startSeconds = 2
         spec.restart.backoffMin = .milliseconds(10)
         spec.restart.backoffMax = .milliseconds(20)
         return spec
@@ -85,7 +88,7 @@ struct ControlRouteTests {
         let fatal = try #require(crashyInstance)
         #expect(fatal.state == "fatal" && fatal.pid == nil)
         #expect(fatal.restarts == 1)
-        #expect(fatal.reason == "exited with code 1 before start_seconds (200ms); gave up after 2 failed starts in a row")
+        #expect(fatal.reason == "exited with code 1 before start_seconds (2s); gave up after 2 failed starts in a row")
         let webService = status.services.first { $0.name == "web" }
         let web = try #require(webService)
         #expect(web.desired == 2)
