@@ -3,7 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// What every connection of one service's proxy shares: the rotation, the counters, the current
-/// settings. Handed to each accepted connection (`RelayConnection`, `HTTPProxy.configure`).
+/// settings. Handed to each accepted connection (`RelayConnection`, `HTTPRelayConnection`).
 public final class ProxyContext: Sendable {
     public let service: String
     public let backends: BackendSet

@@ -5,7 +5,8 @@ import NIOCore
 
 /// One listening socket of a service's proxy, bound here or inherited from systemd. The relay
 /// workers accept on it (`TCPRelay`); each accepted connection is counted against
-/// `max_connections` and goes to the mode's data path: the relay itself for tcp, NIO for http.
+/// `max_connections` and goes to the mode's data path on the worker serving the fewest clients
+/// (`RelayConnection` for tcp, `HTTPRelayConnection` for http).
 /// The mode and settings are read per connection, so a reload that changes them keeps the socket.
 final class ProxyListener: Sendable {
     private static let ids = ManagedAtomic<UInt64>(1)
@@ -21,7 +22,7 @@ final class ProxyListener: Sendable {
         id = Self.ids.loadThenWrappingIncrement(ordering: .relaxed)
         self.fd = fd
         self.context = context
-        localAddress = Self.boundAddress(of: fd)
+        localAddress = SocketAddress.of(fd, peer: false)
     }
 
     /// Binds and listens on `address` (names are resolved), or adopts `inheritedSocket`, which
@@ -71,37 +72,16 @@ final class ProxyListener: Sendable {
         } else {
             context.counters.acceptedConnections.wrappingIncrement(ordering: .relaxed)
         }
-        switch settings.mode {
-        case .tcp where rejected:
-            Glibc.close(fd)
-            context.counters.openConnections.wrappingDecrement(ordering: .relaxed)
-        case .tcp:
-            worker.relay(client: fd, proxy: context, settings: settings)
-        case .http:
-            HTTPProxy.adopt(fd, context: context, settings: settings, reject: rejected)
+        // A tcp connection over the limit is only closed: no need to move it.
+        let target = rejected && settings.mode == .tcp ? worker : TCPRelay.shared.leastLoaded(preferring: worker)
+        if target === worker {
+            worker.serve(client: fd, listener: self, settings: settings, reject: rejected)
+        } else {
+            target.post(.serve(client: fd, self, settings, reject: rejected))
         }
     }
 
     func close() {
         Glibc.close(fd)
-    }
-
-    private static func boundAddress(of fd: Int32) -> SocketAddress? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard result == 0 else { return nil }
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            let address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee } }
-            return SocketAddress(address, host: "")
-        case AF_INET6:
-            let address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee } }
-            return SocketAddress(address, host: "")
-        default:
-            return nil
-        }
     }
 }

@@ -7,8 +7,8 @@ import NIOCore
 /// and keeps the books (in-flight, bytes, connect latency and failures, idle timeout).
 ///
 /// Only its worker's thread touches it.
-final class RelayConnection {
-    enum Side { case client, instance }
+final class RelayConnection: RelayTask {
+    typealias Side = RelaySide
 
     private enum Phase {
         /// No instance is ready; `BackendSet.waitForReady` will answer through the worker's mailbox.
@@ -60,6 +60,9 @@ final class RelayConnection {
     private var connectDeadline: Int64 = .max
     private var queueDeadline: NIODeadline?
     private var lastTraffic: Int64
+    /// A tcp connection counts as one response when it closes; an upgraded http request was
+    /// counted already (as its 101).
+    private var countsResponse = true
 
     private static let reportThreshold = 64 * 1024
     private static let readable = UInt32(EPOLLIN.rawValue)
@@ -75,7 +78,50 @@ final class RelayConnection {
         self.lastTraffic = worker.now
     }
 
-    var isOpen: Bool { phase != .closed }
+    var sweepInterval: Int64? {
+        phase == .closed ? nil : RelayWorker.sweepInterval(shortest: settings.idleTimeout)
+    }
+
+    /// An http connection upgraded (a 101 went to the client): both sockets are connected and
+    /// carry raw bytes from here on. `toClient` and `toInstance` are bytes the http side had read
+    /// or queued and not written yet; they go first. The request stays in flight on `backend`
+    /// (counted when it was sent) until this closes; its response was counted as the 101.
+    init(
+        upgradedBy worker: RelayWorker, slot: Int, serial: UInt64, client: Int32, instance: Int32, backend: Backend,
+        toClient: ByteBuffer, toInstance: ByteBuffer, clientEnded: Bool, proxy: ProxyContext, settings: ProxySettings
+    ) {
+        self.worker = worker
+        self.slot = slot
+        self.serial = serial
+        self.clientFD = client
+        self.instanceFD = instance
+        self.proxy = proxy
+        self.settings = settings
+        self.lastTraffic = worker.now
+        self.backend = backend
+        self.countsResponse = false
+        phase = .relaying
+        Self.hold(toClient, in: self.toClient)
+        Self.hold(toInstance, in: self.toInstance)
+        self.toInstance.sourceEnded = clientEnded
+    }
+
+    private static func hold(_ bytes: ByteBuffer, in direction: Direction) {
+        guard bytes.readableBytes > 0 else { return }
+        let pending = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.readableBytes, RelayWorker.scratchSize), alignment: 16)
+        bytes.withUnsafeReadableBytes { pending.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        direction.pending = pending
+        direction.pendingEnd = bytes.readableBytes
+    }
+
+    /// Registers an upgraded connection's sockets and writes what it holds.
+    func startUpgraded() {
+        if toClient.hasPending { flush(toClient, to: clientFD) }
+        if toInstance.hasPending { flush(toInstance, to: instanceFD) }
+        guard phase == .relaying else { return }
+        if !toInstance.hasPending && toInstance.sourceEnded { passEOF(toInstance, to: instanceFD) }
+        updateInterest()
+    }
 
     func start() {
         pickInstance()
@@ -344,7 +390,7 @@ final class RelayConnection {
         guard phase != .closed else { return }
         if phase == .relaying, let backend {
             report()
-            backend.counters.countResponse(status: 200)
+            if countsResponse { backend.counters.countResponse(status: 200) }
             backend.counters.inFlight.wrappingDecrement(ordering: .relaxed)
         }
         phase = .closed
@@ -356,6 +402,7 @@ final class RelayConnection {
         toInstance.pending = nil
         toClient.pending = nil
         proxy.counters.openConnections.wrappingDecrement(ordering: .relaxed)
+        worker.clientClosed()
         worker.release(slot: slot)
     }
 }

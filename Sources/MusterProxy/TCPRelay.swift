@@ -1,21 +1,23 @@
+import Atomics
 import CMusterShims
 import Glibc
 import NIOCore
 import Synchronization
 
-/// The threads that accept on every proxy listener and move tcp-mode bytes: one epoll loop per
-/// core, shared by all services, outside NIO.
+/// The threads that accept on every proxy listener and move the bytes of both modes: one epoll
+/// loop per core, shared by all services, outside NIO.
 ///
-/// Why not NIO for tcp mode: once both sockets are connected the whole job is "read from one,
-/// write to the other", and NIO's channel pipeline (event dispatch along the handler chain, its
-/// write queue, buffer retain/release) cost about 4 µs a request on top of the two system calls,
-/// which left Muster at 0.85× HAProxy's tcp throughput. This loop does what HAProxy does: a read
-/// into a per-thread buffer and a write straight to the other socket, memory only for bytes the
-/// other side could not take yet, epoll interest changed only when backpressure starts or ends.
+/// Why not NIO for the data path: once both sockets are connected the job is "read from one,
+/// write to the other" (with HTTP framing in http mode), and NIO's channel pipeline (event
+/// dispatch along the handler chain, its write queue, buffer retain/release, futures) cost about
+/// 4 µs a request on top of the system calls, which left Muster at 0.85× HAProxy's throughput in
+/// both modes. This loop does what HAProxy does: a read into a per-thread buffer, the bytes written
+/// on to the other socket when the event is handled, memory only for bytes the other side could
+/// not take yet, epoll interest changed only when backpressure starts or ends.
 ///
 /// Each listener is in every worker's epoll set with `EPOLLEXCLUSIVE`, so the kernel wakes one
-/// worker per connection and the connection stays on that worker for life. http-mode connections
-/// are handed to NIO right after accept (`HTTPProxy.adopt`).
+/// worker per connection and the connection (and, in http mode, the instance connections it
+/// borrows from the worker's pool) stays on that worker for life.
 final class TCPRelay: Sendable {
     /// Started on first use; lives as long as the process (the threads sleep in `epoll_wait` with
     /// no timeout while nothing is open).
@@ -25,6 +27,23 @@ final class TCPRelay: Sendable {
 
     private init(threads: Int) {
         workers = (0..<threads).map { RelayWorker(name: "muster-relay-\($0)") }
+    }
+
+    /// The worker with the fewest open client connections, `accepting` on a tie: the worker the
+    /// kernel woke for an accept is whichever was idle at that instant, which under load piles
+    /// long-lived connections onto one thread (60/40 on 64 keep-alive connections, seen as a worse
+    /// p99), so connections are spread by count instead.
+    func leastLoaded(preferring accepting: RelayWorker) -> RelayWorker {
+        var chosen = accepting
+        var lowest = accepting.clientCount.load(ordering: .relaxed)
+        for worker in workers where worker !== accepting {
+            let count = worker.clientCount.load(ordering: .relaxed)
+            if count < lowest {
+                chosen = worker
+                lowest = count
+            }
+        }
+        return chosen
     }
 
     /// Starts accepting on `listener` on every worker.
@@ -43,11 +62,30 @@ final class TCPRelay: Sendable {
     }
 }
 
+/// Which socket of a slot an epoll event is for.
+enum RelaySide { case client, instance }
+
+/// What a worker's slot holds: a tcp connection (`RelayConnection`), an http client connection
+/// (`HTTPRelayConnection`) or an http connection to an instance (`HTTPInstanceConnection`).
+/// Only the worker's thread calls these.
+protocol RelayTask: AnyObject {
+    /// Tells a slot's occupants apart over time (mailbox answers name slot and serial).
+    var serial: UInt64 { get }
+    /// How often this task needs the worker's sweep (timeouts, counters); nil when it needs none.
+    var sweepInterval: Int64? { get }
+    func handle(side: RelaySide, events: UInt32)
+    func sweep(now: Int64)
+    /// The answer to a wait for a ready instance (`BackendSet.waitForReady`).
+    func instanceChosen(_ result: Result<Backend, any Error>)
+}
+
 /// One relay thread: its epoll set, the connections it owns, and a mailbox other threads post to.
 /// Everything but the mailbox is touched only by the worker's own thread.
 final class RelayWorker: @unchecked Sendable {
     enum Command {
         case addListener(ProxyListener)
+        /// A client connection another worker accepted, for this one to serve.
+        case serve(client: Int32, ProxyListener, ProxySettings, reject: Bool)
         case removeListener(ProxyListener, CheckedContinuation<Void, Never>)
         /// A queued connection's wait for a ready instance ended (`BackendSet.waitForReady`).
         case instanceChosen(slot: Int, serial: UInt64, Result<Backend, any Error>)
@@ -63,6 +101,8 @@ final class RelayWorker: @unchecked Sendable {
 
     let epollFD: Int32
     private let wakeFD: Int32
+    /// Client connections this worker serves (read by other workers to spread new ones).
+    let clientCount = ManagedAtomic(0)
     private let mailbox = Mutex<[Command]>([])
 
     // Thread-owned state.
@@ -70,7 +110,9 @@ final class RelayWorker: @unchecked Sendable {
     /// Listeners taken out of the epoll set after an accept failed for want of descriptors or
     /// memory, and when to try again (a level-triggered listener would otherwise spin).
     private var pausedListeners: [UInt64: Int64] = [:]
-    private var connections: [RelayConnection?] = []
+    private var connections: [(any RelayTask)?] = []
+    /// Idle http-mode connections to instances, for this worker's client connections.
+    private(set) lazy var instancePool = HTTPInstancePool(worker: self)
     private var freeSlots: [Int] = []
     /// Slots closed during the current batch of events; reused only after it, so a later event in
     /// the same batch cannot reach a new connection through an old tag.
@@ -165,6 +207,8 @@ final class RelayWorker: @unchecked Sendable {
                     _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, listener.fd, nil)
                 }
                 done.resume()
+            case .serve(let fd, let listener, let settings, let reject):
+                serve(client: fd, listener: listener, settings: settings, reject: reject)
             case .instanceChosen(let slot, let serial, let result):
                 guard slot < connections.count, let connection = connections[slot], connection.serial == serial else { continue }
                 connection.instanceChosen(result)
@@ -215,8 +259,9 @@ final class RelayWorker: @unchecked Sendable {
 
     // MARK: Connections
 
-    /// Takes over an accepted tcp-mode client socket.
-    func relay(client fd: Int32, proxy: ProxyContext, settings: ProxySettings) {
+    /// Puts the task `make` builds into a free slot (its epoll tags name the slot).
+    @discardableResult
+    func occupy<Task: RelayTask>(_ make: (_ slot: Int, _ serial: UInt64) -> Task) -> Task {
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = free
@@ -224,21 +269,46 @@ final class RelayWorker: @unchecked Sendable {
             slot = connections.count
             connections.append(nil)
         }
-        let connection = RelayConnection(
-            worker: self, slot: slot, serial: nextSerial, client: fd, proxy: proxy, settings: settings)
+        let task = make(slot, nextSerial)
         nextSerial &+= 1
-        connections[slot] = connection
-        scheduleSweep(in: Self.sweepInterval(idle: settings.idleTimeout))
-        connection.start()
+        connections[slot] = task
+        if let interval = task.sweepInterval { scheduleSweep(in: interval) }
+        return task
     }
 
-    /// Called by a connection once both of its sockets are closed.
+    /// Takes over an accepted client socket (already counted against `max_connections`);
+    /// `reject`: over that limit.
+    func serve(client fd: Int32, listener: ProxyListener, settings: ProxySettings, reject: Bool) {
+        let proxy = listener.context
+        switch settings.mode {
+        case .tcp where reject:
+            Glibc.close(fd)
+            proxy.counters.openConnections.wrappingDecrement(ordering: .relaxed)
+        case .tcp:
+            clientCount.wrappingIncrement(ordering: .relaxed)
+            occupy { slot, serial in
+                RelayConnection(worker: self, slot: slot, serial: serial, client: fd, proxy: proxy, settings: settings)
+            }.start()
+        case .http:
+            clientCount.wrappingIncrement(ordering: .relaxed)
+            occupy { slot, serial in
+                HTTPRelayConnection(worker: self, slot: slot, serial: serial, client: fd, proxy: proxy, settings: settings)
+            }.start(reject: reject)
+        }
+    }
+
+    /// A client connection of this worker closed.
+    func clientClosed() {
+        clientCount.wrappingDecrement(ordering: .relaxed)
+    }
+
+    /// Called by a task once its sockets are closed (or handed to another task).
     func release(slot: Int) {
         connections[slot] = nil
         closedSlots.append(slot)
     }
 
-    func tag(slot: Int, side: RelayConnection.Side) -> UInt64 {
+    func tag(slot: Int, side: RelaySide) -> UInt64 {
         Tag.connectionKind | UInt64(slot) << 1 | (side == .client ? 0 : 1)
     }
 
@@ -252,7 +322,7 @@ final class RelayWorker: @unchecked Sendable {
         for connection in connections {
             guard let connection else { continue }
             connection.sweep(now: now)
-            if connection.isOpen { interval = min(interval, Self.sweepInterval(idle: connection.settings.idleTimeout)) }
+            if let wanted = connection.sweepInterval { interval = min(interval, wanted) }
         }
         for (tag, until) in pausedListeners {
             if now >= until, let listener = listeners[tag] {
@@ -269,11 +339,11 @@ final class RelayWorker: @unchecked Sendable {
         nextSweep = min(nextSweep, Self.coarseNow() + nanoseconds)
     }
 
-    /// A quarter of the idle timeout (so a connection closes within 1¼ idle timeouts of its last
-    /// byte), between 10 ms and 250 ms (which also bounds how late a connect timeout fires and
-    /// how stale the byte counters get).
-    static func sweepInterval(idle: TimeAmount) -> Int64 {
-        min(max(idle.nanoseconds / 4, 10_000_000), 250_000_000)
+    /// A quarter of the shortest timeout (so a connection closes within 1¼ idle timeouts of its
+    /// last byte), between 10 ms and 250 ms (which also bounds how late a connect timeout fires
+    /// and how stale the byte counters get).
+    static func sweepInterval(shortest timeout: TimeAmount) -> Int64 {
+        min(max(timeout.nanoseconds / 4, 10_000_000), 250_000_000)
     }
 
     static func coarseNow() -> Int64 {

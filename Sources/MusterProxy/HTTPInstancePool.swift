@@ -1,0 +1,59 @@
+/// A relay worker's idle http-mode connections to instances. A client connection only borrows
+/// connections of its own worker, so taking and returning one is a dictionary lookup with no lock
+/// and no thread hop. Each pooled connection keeps its own slot in the worker: the worker's sweep
+/// closes it once it has been idle for its `idle_timeout` or its instance retired.
+final class HTTPInstancePool {
+    private unowned let worker: RelayWorker
+    /// Idle connections per instance, most recently used last (reused first, so the others age
+    /// out when load drops).
+    private var idle: [ObjectIdentifier: [HTTPInstanceConnection]] = [:]
+
+    init(worker: RelayWorker) {
+        self.worker = worker
+    }
+
+    /// An idle connection to `backend`, or nil. A retired instance gets no reuse: its idle
+    /// connections are closed instead.
+    func take(for backend: Backend) -> HTTPInstanceConnection? {
+        let key = ObjectIdentifier(backend)
+        guard idle[key]?.isEmpty == false else { return nil }
+        if backend.retired.load(ordering: .relaxed) {
+            for connection in idle.removeValue(forKey: key) ?? [] {
+                connection.isPooled = false
+                connection.close()
+            }
+            return nil
+        }
+        while let connection = idle[key]?.popLast() {
+            connection.isPooled = false
+            if connection.isOpen { return connection }
+        }
+        return nil
+    }
+
+    /// Takes a connection back after a finished exchange, unless its instance is retired.
+    func park(_ connection: HTTPInstanceConnection) {
+        connection.owner = nil
+        connection.readPaused = false
+        guard connection.isOpen, connection.isConnected, !connection.hasQueuedBytes,
+            !connection.backend.retired.load(ordering: .relaxed)
+        else {
+            connection.close()
+            return
+        }
+        connection.idleSince = worker.now
+        connection.isPooled = true
+        connection.updateInterest()
+        idle[ObjectIdentifier(connection.backend), default: []].append(connection)
+        if let interval = connection.sweepInterval { worker.scheduleSweep(in: interval) }
+    }
+
+    /// The connection closed while idle.
+    func remove(_ connection: HTTPInstanceConnection) {
+        let key = ObjectIdentifier(connection.backend)
+        connection.isPooled = false
+        guard let index = idle[key]?.firstIndex(where: { $0 === connection }) else { return }
+        idle[key]?.remove(at: index)
+        if idle[key]?.isEmpty == true { idle.removeValue(forKey: key) }
+    }
+}
