@@ -331,8 +331,10 @@ final class HTTPRelayConnection: RelayTask {
         case .failure(ProxyError.noReadyInstance) where NIODeadline.now() < (queueDeadline ?? .now()):
             // The rotation emptied again before this request's turn: keep waiting.
             waitForInstance()
-        case .failure:
-            proxy.counters.queueTimeouts.wrappingIncrement(ordering: .relaxed)
+        case .failure(let error):
+            if error as? ProxyError != .closing {
+                proxy.counters.queueTimeouts.wrappingIncrement(ordering: .relaxed)
+            }
             failExchange(.serviceUnavailable, "503 Service Unavailable: no instance of \(proxy.service) is ready\n")
         }
         finishEvent()
