@@ -29,6 +29,9 @@ final class HTTPInstanceConnection: RelayTask {
     private var outbox = RelayOutbox()
     private var inbound = ByteBuffer()
     private var interest: UInt32 = 0
+    /// The slot was given back (closed, or handed to a tunnel); a socket() that failed has no
+    /// descriptor but still held a slot.
+    private var released = false
 
     private static let readable = UInt32(EPOLLIN.rawValue)
     private static let writable = UInt32(EPOLLOUT.rawValue)
@@ -204,9 +207,10 @@ final class HTTPInstanceConnection: RelayTask {
 
     /// Closes the socket and gives up the slot; queued bytes are dropped.
     func close() {
-        guard fd >= 0 else { return }
+        guard !released else { return }
+        released = true
         if isPooled { worker.instancePool.remove(self) }
-        Glibc.close(fd)
+        if fd >= 0 { Glibc.close(fd) }
         fd = -1
         interest = 0
         outbox.removeAll()
@@ -221,6 +225,7 @@ final class HTTPInstanceConnection: RelayTask {
         interest = 0
         fd = -1
         owner = nil
+        released = true
         worker.release(slot: slot)
         return (handed, outbox.take())
     }
