@@ -13,9 +13,10 @@ import NIOHTTP1
 /// `RelayConnection` (a tunnel).
 ///
 /// Bytes read or produced while handling an event are queued (`RelayOutbox`) and written once the
-/// event is handled (`finishEvent`), so a request costs one read and one write each way. Reads
-/// stop while bytes cannot move on (no instance yet, the instance or the client not taking what
-/// came before): memory per connection stays at about one read.
+/// worker has handled its batch of events (`finishEvent`, `completeEvent`), so a request costs one
+/// read and one write each way. Reads stop while bytes cannot move on (no instance yet, the
+/// instance or the client not taking what came before): memory per connection stays at about
+/// one read.
 ///
 /// Only its worker's thread touches it.
 final class HTTPRelayConnection: RelayTask {
@@ -41,6 +42,8 @@ final class HTTPRelayConnection: RelayTask {
     private var instancePending = ByteBuffer()
     private var responseHeadFinder: H1HeadFinder
     private var processing = false
+    /// Waiting in the worker's list for `completeEvent`.
+    private var completionDeferred = false
 
     /// The client sent EOF.
     private var inputClosed = false
@@ -114,10 +117,18 @@ final class HTTPRelayConnection: RelayTask {
         finishEvent()
     }
 
-    /// Writes what this event queued (to the instance first, then to the client), closes when a
-    /// last answer is out, and brings epoll interest in line. Every path that queues bytes or
-    /// changes what may be read ends here.
+    /// Every path that queues bytes or changes what may be read ends here: `completeEvent` runs
+    /// once the worker has handled its current batch of events.
     func finishEvent() {
+        guard !isClosed, !completionDeferred else { return }
+        completionDeferred = true
+        worker.deferCompletion(of: self)
+    }
+
+    /// Writes what was queued (to the instance first, then to the client), closes when a last
+    /// answer is out, and brings epoll interest in line.
+    func completeEvent() {
+        completionDeferred = false
         guard !isClosed else { return }
         if let connection = exchange?.connection, connection.hasQueuedBytes {
             connection.flush()

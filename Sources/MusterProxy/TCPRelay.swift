@@ -118,6 +118,8 @@ final class RelayWorker: @unchecked Sendable {
     /// the same batch cannot reach a new connection through an old tag.
     private var closedSlots: [Int] = []
     private var nextSerial: UInt64 = 1
+    private var deferred: [HTTPRelayConnection] = []
+    private var completing: [HTTPRelayConnection] = []
     /// The read buffer every connection of this worker shares: bytes go straight on to the other
     /// socket, and only what it cannot take yet is copied into a buffer of the connection's own.
     let scratch: UnsafeMutableRawBufferPointer
@@ -180,11 +182,15 @@ final class RelayWorker: @unchecked Sendable {
                     drainMailbox()
                 }
             }
+            completeDeferred()
             if !closedSlots.isEmpty {
                 freeSlots.append(contentsOf: closedSlots)
                 closedSlots.removeAll(keepingCapacity: true)
             }
-            if now >= nextSweep { sweep() }
+            if now >= nextSweep {
+                sweep()
+                completeDeferred()
+            }
         }
     }
 
@@ -310,6 +316,25 @@ final class RelayWorker: @unchecked Sendable {
 
     func tag(slot: Int, side: RelaySide) -> UInt64 {
         Tag.connectionKind | UInt64(slot) << 1 | (side == .client ? 0 : 1)
+    }
+
+    // MARK: Deferred writes
+
+    /// http connections whose event left bytes to write or changed what they wait for: they
+    /// write and re-arm once the whole batch of events has been read (as HAProxy does), so the
+    /// peers woken by those writes do not preempt this thread while events are still waiting,
+    /// and more events gather for the next `epoll_wait`.
+    func deferCompletion(of connection: HTTPRelayConnection) {
+        deferred.append(connection)
+    }
+
+    private func completeDeferred() {
+        // Completing can queue more (a failed write to an instance ends in a 502 to write).
+        while !deferred.isEmpty {
+            swap(&deferred, &completing)
+            for connection in completing { connection.completeEvent() }
+            completing.removeAll(keepingCapacity: true)
+        }
     }
 
     // MARK: Timers
