@@ -33,8 +33,6 @@ final class HTTPInstanceConnection: RelayTask {
     /// descriptor but still held a slot.
     private var released = false
 
-    private static let readable = UInt32(EPOLLIN.rawValue)
-    private static let writable = UInt32(EPOLLOUT.rawValue)
 
     init(worker: RelayWorker, slot: Int, serial: UInt64, backend: Backend, idleTimeout: TimeAmount) {
         self.worker = worker
@@ -70,7 +68,7 @@ final class HTTPInstanceConnection: RelayTask {
         if result == 0 {
             connected()
         } else if errno == EINPROGRESS {
-            setInterest(Self.writable)
+            setInterest(RelayWorker.writable)
             worker.scheduleSweep(in: 10_000_000)
         } else {
             connectFailed(errno)
@@ -121,13 +119,13 @@ final class HTTPInstanceConnection: RelayTask {
             owner?.finishEvent()
             return
         }
-        if events & Self.writable != 0 {
+        if events & RelayWorker.writable != 0 {
             guard flush() else {
                 owner?.finishEvent()
                 return
             }
         }
-        if isOpen, events & ~Self.writable != 0, !readPaused || owner == nil {
+        if isOpen, events & ~RelayWorker.writable != 0, !readPaused || owner == nil {
             read()
         }
         if let owner = self.owner ?? owner {
@@ -168,21 +166,14 @@ final class HTTPInstanceConnection: RelayTask {
     func updateInterest() {
         guard isOpen, isConnected else { return }
         var wanted: UInt32 = 0
-        if !readPaused || owner == nil { wanted |= Self.readable }
-        if !outbox.isEmpty { wanted |= Self.writable }
+        if !readPaused || owner == nil { wanted |= RelayWorker.readable }
+        if !outbox.isEmpty { wanted |= RelayWorker.writable }
         setInterest(wanted)
     }
 
     private func setInterest(_ events: UInt32) {
         guard fd >= 0, events != interest else { return }
-        if events == 0 {
-            _ = epoll_ctl(worker.epollFD, EPOLL_CTL_DEL, fd, nil)
-        } else {
-            var event = epoll_event()
-            event.events = events
-            event.data.u64 = worker.tag(slot: slot, side: .instance)
-            _ = epoll_ctl(worker.epollFD, interest == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event)
-        }
+        worker.changeInterest(of: fd, slot: slot, side: .instance, from: interest, to: events)
         interest = events
     }
 
@@ -221,8 +212,7 @@ final class HTTPInstanceConnection: RelayTask {
     /// closed. What was queued for the instance comes first.
     func handOver() -> (fd: Int32, queued: ByteBuffer?) {
         let handed = fd
-        if interest != 0 { _ = epoll_ctl(worker.epollFD, EPOLL_CTL_DEL, fd, nil) }
-        interest = 0
+        setInterest(0)
         fd = -1
         owner = nil
         released = true

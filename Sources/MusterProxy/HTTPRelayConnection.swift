@@ -64,8 +64,6 @@ final class HTTPRelayConnection: RelayTask {
     private var queuedExchange: UInt64 = 0
     private var queueDeadline: NIODeadline?
 
-    private static let readable = UInt32(EPOLLIN.rawValue)
-    private static let writable = UInt32(EPOLLOUT.rawValue)
     private static let rejectLinger: Int64 = 1_000_000_000
     /// Body bytes up to this many, arriving with their head, are copied behind the head.
     private static let coalesceLimit = 4096
@@ -108,10 +106,10 @@ final class HTTPRelayConnection: RelayTask {
 
     func handle(side: RelaySide, events: UInt32) {
         guard !isClosed else { return }
-        if events & Self.writable != 0 {
+        if events & RelayWorker.writable != 0 {
             flushClient()
         }
-        if !isClosed, events & ~Self.writable != 0, clientReadAllowed {
+        if !isClosed, events & ~RelayWorker.writable != 0, clientReadAllowed {
             readClient()
         }
         finishEvent()
@@ -193,17 +191,11 @@ final class HTTPRelayConnection: RelayTask {
 
     private func updateInterest() {
         var wanted: UInt32 = 0
-        if clientReadAllowed { wanted |= Self.readable }
-        if !outbox.isEmpty { wanted |= Self.writable }
+        if clientReadAllowed { wanted |= RelayWorker.readable }
+        if !outbox.isEmpty { wanted |= RelayWorker.writable }
         if wanted != interest {
-            if wanted == 0 {
-                _ = epoll_ctl(worker.epollFD, EPOLL_CTL_DEL, fd, nil)
-            } else {
-                var event = epoll_event()
-                event.events = wanted
-                event.data.u64 = worker.tag(slot: slot, side: .client)
-                _ = epoll_ctl(worker.epollFD, interest == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event)
-            }
+            // Checked here too: this runs once per request, and reaching the worker costs a retain.
+            worker.changeInterest(of: fd, slot: slot, side: .client, from: interest, to: wanted)
             interest = wanted
         }
         if let connection = exchange?.connection, connection.isConnected {
@@ -659,7 +651,7 @@ final class HTTPRelayConnection: RelayTask {
         let toClient = outbox.take() ?? ByteBuffer()
         // This connection leaves the worker without closing the client socket (or counting the
         // connection as closed): the tunnel does both when it ends.
-        if interest != 0 { _ = epoll_ctl(worker.epollFD, EPOLL_CTL_DEL, fd, nil) }
+        worker.changeInterest(of: fd, slot: slot, side: .client, from: interest, to: 0)
         interest = 0
         let clientFD = fd
         fd = -1

@@ -65,8 +65,6 @@ final class RelayConnection: RelayTask {
     private var countsResponse = true
 
     private static let reportThreshold = 64 * 1024
-    private static let readable = UInt32(EPOLLIN.rawValue)
-    private static let writable = UInt32(EPOLLOUT.rawValue)
 
     init(worker: RelayWorker, slot: Int, serial: UInt64, client: Int32, proxy: ProxyContext, settings: ProxySettings) {
         self.worker = worker
@@ -119,7 +117,7 @@ final class RelayConnection: RelayTask {
         if toClient.hasPending { flush(toClient, to: clientFD) }
         if toInstance.hasPending { flush(toInstance, to: instanceFD) }
         guard phase == .relaying else { return }
-        if !toInstance.hasPending && toInstance.sourceEnded { passEOF(toInstance, to: instanceFD) }
+        if toInstance.sourceEnded { passEOF(toInstance, to: instanceFD) }
         updateInterest()
     }
 
@@ -185,7 +183,7 @@ final class RelayConnection: RelayTask {
         if result == 0 {
             connected()
         } else if errno == EINPROGRESS {
-            setInterest(.instance, Self.writable)
+            setInterest(.instance, RelayWorker.writable)
         } else {
             connectFailed(errno: errno)
         }
@@ -244,11 +242,11 @@ final class RelayConnection: RelayTask {
         default:
             return
         }
-        if events & Self.writable != 0 {
+        if events & RelayWorker.writable != 0 {
             if side == .client { flush(toClient, to: clientFD) } else { flush(toInstance, to: instanceFD) }
         }
         // Readable, or a hang-up or error that the read will report.
-        if phase == .relaying, events & ~Self.writable != 0 {
+        if phase == .relaying, events & ~RelayWorker.writable != 0 {
             if side == .client { pump(toInstance, from: clientFD, to: instanceFD) }
             else { pump(toClient, from: instanceFD, to: clientFD) }
         }
@@ -329,28 +327,18 @@ final class RelayConnection: RelayTask {
     /// for writability while bytes for it are held.
     private func updateInterest() {
         var client: UInt32 = 0, instance: UInt32 = 0
-        if !toInstance.sourceEnded && !toInstance.hasPending { client |= Self.readable }
-        if toClient.hasPending { client |= Self.writable }
-        if !toClient.sourceEnded && !toClient.hasPending { instance |= Self.readable }
-        if toInstance.hasPending { instance |= Self.writable }
+        if !toInstance.sourceEnded && !toInstance.hasPending { client |= RelayWorker.readable }
+        if toClient.hasPending { client |= RelayWorker.writable }
+        if !toClient.sourceEnded && !toClient.hasPending { instance |= RelayWorker.readable }
+        if toInstance.hasPending { instance |= RelayWorker.writable }
         if client != clientInterest { setInterest(.client, client) }
         if instance != instanceInterest { setInterest(.instance, instance) }
     }
 
-    /// A socket with nothing to wait for leaves the epoll set: a hang-up it reports meanwhile
-    /// could not be acted on and would wake the loop again and again.
     private func setInterest(_ side: Side, _ events: UInt32) {
         let fd = side == .client ? clientFD : instanceFD
-        let current = side == .client ? clientInterest : instanceInterest
-        guard fd >= 0, events != current else { return }
-        if events == 0 {
-            _ = epoll_ctl(worker.epollFD, EPOLL_CTL_DEL, fd, nil)
-        } else {
-            var event = epoll_event()
-            event.events = events
-            event.data.u64 = worker.tag(slot: slot, side: side)
-            _ = epoll_ctl(worker.epollFD, current == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event)
-        }
+        guard fd >= 0 else { return }
+        worker.changeInterest(of: fd, slot: slot, side: side, from: side == .client ? clientInterest : instanceInterest, to: events)
         if side == .client { clientInterest = events } else { instanceInterest = events }
     }
 

@@ -1,14 +1,13 @@
 import Glibc
 import NIOCore
 
-/// Bytes queued for one socket of a relay connection, written when the event that produced them
-/// has been handled: a response head and the start of its body, queued separately, still leave in
+/// Bytes queued for one socket of a relay connection, written once the worker has handled its
+/// batch of events: a response head and the start of its body, queued separately, still leave in
 /// one `send`. Holds nothing (and no memory) while everything is written.
 struct RelayOutbox {
     private var bytes: ByteBuffer?
 
     var isEmpty: Bool { bytes == nil }
-    var count: Int { bytes?.readableBytes ?? 0 }
 
     mutating func append(_ buffer: ByteBuffer) {
         guard buffer.readableBytes > 0 else { return }
@@ -22,8 +21,7 @@ struct RelayOutbox {
     /// Writes as much as `fd` takes now. Returns 0, or the errno of a failure other than the
     /// socket being full.
     mutating func flush(to fd: Int32) -> Int32 {
-        while var queued = bytes {
-            let total = queued.readableBytes
+        while let queued = bytes {
             let written = queued.withUnsafeReadableBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if written < 0 {
                 switch errno {
@@ -32,13 +30,11 @@ struct RelayOutbox {
                 default: return errno
                 }
             }
-            if written == total {
+            if written == queued.readableBytes {
                 bytes = nil
-                return 0
+            } else {
+                bytes!.moveReaderIndex(forwardBy: written)
             }
-            bytes = nil
-            queued.moveReaderIndex(forwardBy: written)
-            bytes = queued
             return 0
         }
         return 0

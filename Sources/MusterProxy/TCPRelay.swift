@@ -318,6 +318,24 @@ final class RelayWorker: @unchecked Sendable {
         Tag.connectionKind | UInt64(slot) << 1 | (side == .client ? 0 : 1)
     }
 
+    static let readable = UInt32(EPOLLIN.rawValue)
+    static let writable = UInt32(EPOLLOUT.rawValue)
+
+    /// Moves a connection's socket from the epoll interest `current` to `wanted` (0: out of the
+    /// set). A socket with nothing to wait for leaves the set: a hang-up it reports meanwhile
+    /// could not be acted on and would wake the loop again and again.
+    func changeInterest(of fd: Int32, slot: Int, side: RelaySide, from current: UInt32, to wanted: UInt32) {
+        guard fd >= 0, wanted != current else { return }
+        if wanted == 0 {
+            _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        } else {
+            var event = epoll_event()
+            event.events = wanted
+            event.data.u64 = tag(slot: slot, side: side)
+            _ = epoll_ctl(epollFD, current == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event)
+        }
+    }
+
     // MARK: Deferred writes
 
     /// http connections whose event left bytes to write or changed what they wait for: they
