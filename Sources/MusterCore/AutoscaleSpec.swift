@@ -1,6 +1,6 @@
 /// A service's `[autoscale]` table: the bounds and the signal that decide its instance count.
-public struct AutoscaleSpec: Sendable, Equatable {
-    public enum Metric: String, Sendable, Equatable, CaseIterable {
+public struct AutoscaleSpec: Sendable, Equatable, Codable {
+    public enum Metric: String, Sendable, Equatable, CaseIterable, Codable {
         /// In-flight requests (tcp: open connections) per instance, held requests included.
         case concurrency
         /// Requests (tcp: new connections) per second per instance.

@@ -1,6 +1,6 @@
 /// `[isolation]`: what an instance may see and do beyond its account and its cgroup. The spawn
 /// shim applies all of it in the child, before exec.
-public struct IsolationSpec: Sendable, Equatable {
+public struct IsolationSpec: Sendable, Equatable, Codable {
     /// PR_SET_NO_NEW_PRIVS: setuid/setgid programs and file capabilities grant nothing after exec.
     public var noNewPrivileges = true
     /// The capabilities the instance may keep (bounding set, and permitted, effective and
@@ -46,7 +46,7 @@ public struct IsolationSpec: Sendable, Equatable {
 /// One entry of `read_only_paths`, `writable_paths` or `inaccessible_paths`. Written `"-/path"`,
 /// it is skipped when the path does not exist (systemd's convention); otherwise a missing path is
 /// an error.
-public struct IsolatedPath: Sendable, Equatable, CustomStringConvertible {
+public struct IsolatedPath: Sendable, Equatable, Codable, CustomStringConvertible {
     public var path: String
     public var optional: Bool
 
@@ -71,7 +71,7 @@ public struct IsolatedPath: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Resource limits (setrlimit) of an instance; soft and hard are both set to the value.
-public struct ProcessLimits: Sendable, Equatable {
+public struct ProcessLimits: Sendable, Equatable, Codable {
     /// RLIM_INFINITY.
     public static let unlimited = UInt64.max
 
@@ -121,7 +121,7 @@ public struct ProcessLimits: Sendable, Equatable {
 }
 
 /// A set of Linux capabilities, by number (bit n of `mask` is capability n).
-public struct CapabilitySet: Sendable, Equatable, CustomStringConvertible {
+public struct CapabilitySet: Sendable, Equatable, Codable, CustomStringConvertible {
     public var mask: UInt64
 
     public init(mask: UInt64 = 0) { self.mask = mask }

@@ -1,6 +1,6 @@
 /// A service's `[proxy]` table: the listener musterd opens in front of its instances.
-public struct ProxySpec: Sendable, Equatable {
-    public enum Mode: String, Sendable, Equatable, CaseIterable {
+public struct ProxySpec: Sendable, Equatable, Codable {
+    public enum Mode: String, Sendable, Equatable, CaseIterable, Codable {
         case http, tcp
     }
 
@@ -21,7 +21,7 @@ public struct ProxySpec: Sendable, Equatable {
 }
 
 /// One `host:port` a proxy listens on. IPv6 hosts are written in brackets: `[::1]:8080`.
-public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+public struct ListenAddress: Sendable, Hashable, Codable, CustomStringConvertible {
     public var host: String
     public var port: Int
 
@@ -55,8 +55,8 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A service's `[health]` table: how an instance proves it is ready for traffic.
-public struct HealthSpec: Sendable, Equatable {
-    public enum Check: String, Sendable, Equatable, CaseIterable {
+public struct HealthSpec: Sendable, Equatable, Codable {
+    public enum Check: String, Sendable, Equatable, CaseIterable, Codable {
         case none, tcp, http, exec, notify
     }
 

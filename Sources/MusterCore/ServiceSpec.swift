@@ -1,6 +1,6 @@
 /// One service as its manifest describes it, validated. Pure value: equal specs mean "unchanged"
 /// for reload.
-public struct ServiceSpec: Sendable, Equatable {
+public struct ServiceSpec: Sendable, Equatable, Codable {
     public var name: String
     public var command: [String]
     public var directory: String
@@ -24,6 +24,18 @@ public struct ServiceSpec: Sendable, Equatable {
     public var exportImage: String?
     /// `[isolation]`: namespaces, mounts, capabilities and rlimits the shim applies before exec.
     public var isolation = IsolationSpec()
+    /// `requires`: services that must be ready before this one starts; this one stops before
+    /// them, and is stopped while any of them is stopped or fatal.
+    public var requires: [String] = []
+    /// `wants`: services this one starts after, when they are there; nothing more.
+    public var wants: [String] = []
+    /// `env_file`: dotenv files, in order (later files win over earlier).
+    public var envFiles: [EnvFileRef] = []
+    /// What the env files said when the manifest was read, merged in order. `environment` wins
+    /// over it at launch. Part of the spec, so an edited env file is a changed service on reload.
+    public var envFileEnvironment: [String: String] = [:]
+    /// `[deploy]`: how a changed manifest replaces the running instances.
+    public var deploy = DeploySpec()
     /// The file this came from; not part of what makes two specs equal.
     public var sourcePath: String
 
@@ -61,7 +73,8 @@ public struct ServiceSpec: Sendable, Equatable {
             && inheritEnvironment == other.inheritEnvironment && instances == other.instances
             && restart == other.restart && stop == other.stop && resources == other.resources && logs == other.logs
             && proxy == other.proxy && health == other.health && autoscale == other.autoscale && exportImage == other.exportImage
-            && isolation == other.isolation
+            && isolation == other.isolation && requires == other.requires && wants == other.wants
+            && envFiles == other.envFiles && envFileEnvironment == other.envFileEnvironment && deploy == other.deploy
     }
 
     /// Differs in what its processes are started with: only a restart applies such a change.
@@ -73,6 +86,7 @@ public struct ServiceSpec: Sendable, Equatable {
         copy.health = health
         copy.autoscale = autoscale
         copy.exportImage = exportImage
+        copy.deploy = deploy
         return copy != self
     }
 
@@ -84,13 +98,13 @@ public struct ServiceSpec: Sendable, Equatable {
     }
 }
 
-public enum RestartPolicy: String, Sendable, Equatable, CaseIterable {
+public enum RestartPolicy: String, Sendable, Equatable, CaseIterable, Codable {
     case always
     case onFailure = "on-failure"
     case never
 }
 
-public struct RestartSpec: Sendable, Equatable {
+public struct RestartSpec: Sendable, Equatable, Codable {
     public var policy: RestartPolicy = .always
     /// Up this long counts as started.
     public var startSeconds: Double = 1
@@ -101,13 +115,13 @@ public struct RestartSpec: Sendable, Equatable {
     public init() {}
 }
 
-public struct StopSpec: Sendable, Equatable {
+public struct StopSpec: Sendable, Equatable, Codable {
     public var signal: Int32 = 15
     public var timeout: Duration = .seconds(10)
     public init() {}
 }
 
-public struct ResourceLimits: Sendable, Equatable {
+public struct ResourceLimits: Sendable, Equatable, Codable {
     public var memoryMax: UInt64?
     /// Cores: 0.5 is half of one CPU.
     public var cpuMax: Double?
@@ -120,8 +134,8 @@ public struct ResourceLimits: Sendable, Equatable {
     public var isEmpty: Bool { memoryMax == nil && cpuMax == nil && pidsMax == nil }
 }
 
-public struct LogSpec: Sendable, Equatable {
-    public enum Target: String, Sendable, Equatable, CaseIterable {
+public struct LogSpec: Sendable, Equatable, Codable {
+    public enum Target: String, Sendable, Equatable, CaseIterable, Codable {
         /// `<log_dir>/<service>/<index>.log`, rotated by musterd.
         case file
         /// stdout and stderr connected straight to journald (`sd_journal_stream_fd`).
