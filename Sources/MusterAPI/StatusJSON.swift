@@ -66,6 +66,16 @@ extension StatusResponse {
             } else {
                 out.raw("null")
             }
+            let lists: [(StaticString, [String])] = [(",\"requires\":[", service.requires), (",\"wants\":[", service.wants),
+                                                     (",\"waiting_for\":[", service.waitingFor)]
+            for (key, names) in lists {
+                out.raw(key)
+                for (k, name) in names.enumerated() {
+                    if k > 0 { out.raw(",") }
+                    out.string(name)
+                }
+                out.raw("]")
+            }
             out.raw("}")
         }
         out.raw("]}\n")

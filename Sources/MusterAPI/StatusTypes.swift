@@ -17,6 +17,32 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
     public var proxy: ProxyStatus?
     /// The autoscaler's state; nil when the service has no `[autoscale]`.
     public var autoscale: AutoscaleSummary?
+    /// Services it `requires` and `wants` (manifest order).
+    public var requires: [String] = []
+    public var wants: [String] = []
+    /// Services it waits for before its instances may run: a required one not ready yet or down,
+    /// a wanted one still starting. Empty when nothing holds it back.
+    public var waitingFor: [String] = []
+
+    private enum CodingKeys: String, CodingKey {
+        case name, desired, started, instances, source, proxy, autoscale, requires, wants
+        case waitingFor = "waiting_for"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        desired = try c.decode(Int.self, forKey: .desired)
+        started = try c.decode(Bool.self, forKey: .started)
+        instances = try c.decode([InstanceStatus].self, forKey: .instances)
+        source = try c.decode(String.self, forKey: .source)
+        proxy = try c.decodeIfPresent(ProxyStatus.self, forKey: .proxy)
+        autoscale = try c.decodeIfPresent(AutoscaleSummary.self, forKey: .autoscale)
+        // A daemon from before dependencies leaves these out.
+        requires = try c.decodeIfPresent([String].self, forKey: .requires) ?? []
+        wants = try c.decodeIfPresent([String].self, forKey: .wants) ?? []
+        waitingFor = try c.decodeIfPresent([String].self, forKey: .waitingFor) ?? []
+    }
 
     public init(name: String, desired: Int, started: Bool, instances: [InstanceStatus], source: String, proxy: ProxyStatus? = nil,
                 autoscale: AutoscaleSummary? = nil) {

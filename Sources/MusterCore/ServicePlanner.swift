@@ -76,8 +76,11 @@ public enum ServicePlanner {
         public var nextDeadline: ContinuousClock.Instant?
     }
 
+    /// - Parameter gate: what the services it depends on allow (DependencyGate): while it may not
+    ///   start, wanted slots wait as stopped records; when a required service is down, its
+    ///   instances stop; while dependents still run, its own stops wait.
     public static func plan(records: inout [Int: InstanceRecord], intent: ServiceIntent, spec: ServiceSpec,
-                            shuttingDown: Bool, now: ContinuousClock.Instant) -> Plan {
+                            shuttingDown: Bool, gate: DependencyGate.Verdict = .open, now: ContinuousClock.Instant) -> Plan {
         var plan = Plan()
         for index in records.keys.sorted() {
             guard var record = records[index] else { continue }
@@ -85,8 +88,8 @@ public enum ServicePlanner {
             InstanceLifecycle.deadlinePassed(&record, now: now)
             if record.state == .stopping, record.killSent, !wasKilled { plan.actions.append(.killGroup(index: index)) }
 
-            let wanted = !shuttingDown && intent.wants(index)
-            if !wanted {
+            let wanted = !shuttingDown && !gate.mustStop && intent.wants(index)
+            if !wanted, !(gate.holdsStops && record.state.hasProcess) {
                 if InstanceLifecycle.stopRequested(&record, purpose: .halt, timeout: spec.stop.timeout, now: now) {
                     plan.actions.append(.signalStop(index: index))
                 }
@@ -105,7 +108,7 @@ public enum ServicePlanner {
                 records[index] = record
                 let due = record.state == .stopped
                     || (record.state == .backoff && (record.deadline.map { $0 <= now } ?? true))
-                if due { plan.actions.append(.spawn(index: index)) }
+                if due && gate.mayStart { plan.actions.append(.spawn(index: index)) }
             }
         }
         plan.nextDeadline = records.values.compactMap(\.deadline).min()

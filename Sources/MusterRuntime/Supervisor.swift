@@ -141,6 +141,8 @@ public actor Supervisor {
     /// or a new instance could meet an orphan on its port. Commands that arrive meanwhile only
     /// change intent.
     private var leftoversCleared = false
+    /// What `requires` and `wants` allow each service now (only those not `.open`).
+    var dependencyVerdicts: [String: DependencyGate.Verdict] = [:]
 
     public init(specs: [ServiceSpec], dependencies: Dependencies) {
         deps = dependencies
@@ -244,11 +246,26 @@ public actor Supervisor {
             return
         }
         let now = ContinuousClock.now
+        refreshDependencyVerdicts()
+        // Once more while a dependency's verdict changes (bounded by the chain's length), so a
+        // service whose requirement just became ready starts in this same turn.
+        for _ in 0...services.count {
+            planServices(now: now)
+            guard refreshDependencyVerdicts() else { break }
+        }
+        scheduleWake()
+        resumeSatisfiedWaiters()
+        reportStatusLine()
+    }
+
+    /// One planning pass over every service; independent services start side by side.
+    private func planServices(now: ContinuousClock.Instant) {
         for name in services.keys.sorted() {
             guard var entry = services[name] else { continue }
             let before = entry.records.mapValues(\.state)
             let plan = ServicePlanner.plan(records: &entry.records, intent: entry.intent, spec: entry.spec,
-                                           shuttingDown: (shuttingDown && !servingLastConnections) || entry.removing, now: now)
+                                           shuttingDown: (shuttingDown && !servingLastConnections) || entry.removing,
+                                           gate: dependencyVerdict(name), now: now)
             for (index, record) in entry.records where before[index] == .starting && record.state == .running {
                 emit("running", service: name, index: index, message: "running (pid \(record.pid ?? 0)) after \(DurationText.format(.seconds(entry.spec.restart.startSeconds)))", pid: record.pid)
             }
@@ -273,9 +290,6 @@ public actor Supervisor {
             }
             services[name] = entry
         }
-        scheduleWake()
-        resumeSatisfiedWaiters()
-        reportStatusLine()
     }
 
     /// "3 services, 7/7 instances running, 1 fatal": what `systemctl status musterd` shows.
@@ -738,10 +752,11 @@ public actor Supervisor {
                 let live = entry.live[index]
                 let usage = live?.usage?.read(now: now) ?? Cgroups.Usage()
                 let uptime = record.state.hasProcess ? record.spawnedAt.map { (now - $0).seconds } : nil
+                let waiting = record.state == .stopped && entry.intent.wants(index) ? dependencyWaitReason(name) : nil
                 rows.append(InstanceStatus(
-                    id: "\(name):\(index)", index: index, state: record.state.rawValue, pid: record.pid,
+                    id: "\(name):\(index)", index: index, state: waiting == nil ? record.state.rawValue : "waiting", pid: record.pid,
                     port: ports.port(of: "\(name):\(index)"), restarts: record.restarts, uptimeSeconds: uptime,
-                    cgroup: live?.cgroup?.displayPath, reason: record.reason, cpuSeconds: usage.cpuSeconds,
+                    cgroup: live?.cgroup?.displayPath, reason: waiting ?? record.reason, cpuSeconds: usage.cpuSeconds,
                     cpuPercent: usage.cpuPercent, memoryBytes: usage.memoryBytes,
                     user: entry.spec.user ?? Accounts.currentUserName))
                 rows[rows.count - 1].ready = record.ready
@@ -756,6 +771,10 @@ public actor Supervisor {
                                         started: entry.intent.started, instances: rows, source: entry.spec.sourcePath,
                                         proxy: proxyStatus(name, entry: entry, now: now),
                                         autoscale: autoscaleSummary(name, entry: entry)))
+            result[result.count - 1].requires = entry.spec.requires
+            result[result.count - 1].wants = entry.spec.wants
+            let verdict = dependencyVerdict(name)
+            result[result.count - 1].waitingFor = entry.intent.started ? verdict.requiredDown + verdict.waitingFor : []
         }
         return StatusResponse(services: result)
     }
@@ -824,7 +843,9 @@ public actor Supervisor {
             if indexes.isEmpty { lines.append("\(name): no instances") }
             for i in indexes {
                 guard let record = entry.records[i] else { lines.append("\(name):\(i): stopped"); continue }
-                var line = "\(name):\(i): \(record.state.rawValue)"
+                let waiting = record.state == .stopped && entry.intent.wants(i) ? dependencyWaitReason(name) : nil
+                var line = "\(name):\(i): \(waiting == nil ? record.state.rawValue : "waiting")"
+                if let waiting { line += ": \(waiting)" }
                 if let pid = record.pid { line += " (pid \(pid))" }
                 if let reason = record.reason, record.state != .running { line += ": \(reason)" }
                 lines.append(line)
@@ -837,7 +858,11 @@ public actor Supervisor {
     /// the longest stop timeout plus start time, so a command returns with a settled answer.
     func waitForSettled(_ resolved: [(String, Int?)]) async {
         let names = Set(resolved.map(\.0))
-        let bound = resolved.compactMap { services[$0.0] }.map { $0.spec.stop.timeout + .seconds($0.spec.restart.startSeconds) }.max() ?? .zero
+        var bound = resolved.compactMap { services[$0.0] }.map { $0.spec.stop.timeout + .seconds($0.spec.restart.startSeconds) }.max() ?? .zero
+        // A stop that waits for dependents to stop first waits for their stop too.
+        if resolved.contains(where: { !dependencyVerdict($0.0).heldBy.isEmpty }) {
+            bound += services.values.map(\.spec.stop.timeout).max() ?? .zero
+        }
         await waitUntil(timeout: bound + .seconds(2)) { supervisor in
             supervisor.settled(names: names, resolved: resolved)
         }
@@ -850,7 +875,9 @@ public actor Supervisor {
             for i in indexes {
                 guard let record = entry.records[i] else { continue }
                 if record.state == .stopping || record.state == .starting { return false }
-                if record.state == .stopped && entry.intent.wants(i) && !shuttingDown { return false }
+                if record.state == .stopped && entry.intent.wants(i) && !shuttingDown && dependencyVerdict(name).mayStart { return false }
+                // Held until the services that depend on it have stopped: not settled yet.
+                if record.state.hasProcess && !entry.intent.wants(i) && dependencyVerdict(name).holdsStops { return false }
             }
         }
         return true

@@ -45,6 +45,14 @@ enum StatusTable {
             if let error = proxy.error { line += "; NOT LISTENING: \(error)" }
             lines.append(line)
         }
+        for service in status.services where !service.requires.isEmpty || !service.wants.isEmpty {
+            var parts: [String] = []
+            if !service.requires.isEmpty { parts.append("requires \(service.requires.joined(separator: ", "))") }
+            if !service.wants.isEmpty { parts.append("wants \(service.wants.joined(separator: ", "))") }
+            var line = "\(service.name): " + parts.joined(separator: "; ")
+            if !service.waitingFor.isEmpty { line += "; waiting for \(service.waitingFor.joined(separator: ", "))" }
+            lines.append(line)
+        }
         for service in status.services {
             guard let scaler = service.autoscale else { continue }
             let load = scaler.load.map { scaler.metric == "memory" ? ByteSize.format(UInt64(max(0, $0))) : format1($0) } ?? "-"

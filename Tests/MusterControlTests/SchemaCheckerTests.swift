@@ -25,9 +25,9 @@ struct SchemaCheckerTests {
     @Test("accepts a conforming document")
     func accepts() throws {
         #expect(try problems(Self.instance, "InstanceStatus") == [])
-        #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "proxy": null, "autoscale": null, "instances": [\#(Self.instance)]}]}"#, "StatusResponse") == [])
+        #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "proxy": null, "autoscale": null, "requires": ["db"], "wants": [], "waiting_for": ["db"], "instances": [\#(Self.instance)]}]}"#, "StatusResponse") == [])
         let proxy = #"{"listen": ["127.0.0.1:8080"], "protocol": "http", "open_connections": 3, "queued": 0, "requests_total": 12, "rps": 1.5, "error": null}"#
-        #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "proxy": \#(proxy), "autoscale": null, "instances": []}]}"#, "StatusResponse") == [])
+        #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "proxy": \#(proxy), "autoscale": null, "requires": [], "wants": [], "waiting_for": [], "instances": []}]}"#, "StatusResponse") == [])
         #expect(try problems(#"{"error": "not_found", "message": "no"}"#, "ErrorResponse") == [])
         #expect(try problems(#"{"error": "invalid_manifest", "message": "no", "details": ["a", "b"]}"#, "ErrorResponse") == [])
     }

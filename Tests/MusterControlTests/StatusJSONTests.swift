@@ -16,10 +16,19 @@ struct StatusJSONTests {
         ServiceStatus(name: "idle", desired: 0, started: false, instances: [], source: "/x/idle.toml"),
     ])
 
+    /// The sample with dependencies: `web` requires db, wants cache, and waits for db.
+    static var sampleWithDependencies: StatusResponse {
+        var sample = Self.sample
+        sample.services[0].requires = ["db"]
+        sample.services[0].wants = ["cache", "a\"b"]
+        sample.services[0].waitingFor = ["db"]
+        return sample
+    }
+
     @Test func decodesToTheSameValueAsTheCodableEncoding() throws {
-        let written = Self.sample.jsonBytes()
+        let written = Self.sampleWithDependencies.jsonBytes()
         let decoded = try JSONDecoder().decode(StatusResponse.self, from: Data(written))
-        var expected = Self.sample
+        var expected = Self.sampleWithDependencies
         expected.services[0].instances[1].cpuPercent = nil   // not a JSON number: written as null
         #expect(decoded == expected)
         let viaCodable = try JSONDecoder().decode(StatusResponse.self, from: JSONEncoder().encode(expected))
