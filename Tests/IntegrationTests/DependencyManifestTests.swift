@@ -31,7 +31,7 @@ struct DependencyManifestTests {
         try await DaemonHarness.with(services: ["db": Self.db, "api": Self.api]) { d in
             let envFile = d.servicesDir.appendingPathComponent("api.env").path
             try "# api settings\nexport FROM_FILE=\"quoted value\"\nOVERRIDE=file\n".write(toFile: envFile, atomically: true, encoding: .utf8)
-            let checked = d.ctl("check", d.configPath)
+            let checked = d.run(DaemonHarness.binDir + "/musterctl", ["check", d.configPath])
             #expect(checked.code == 0, "\(checked.stdout)\(checked.stderr)")
             try await d.start()
             let line = "stdout db=127.0.0.1:\(Self.port) url=none file=quoted value override=manifest arg=127.0.0.1:\(Self.port) env=tcp://127.0.0.1:\(Self.port)\n"
@@ -52,22 +52,22 @@ struct DependencyManifestTests {
 
     @Test func aCycleOrAnUnknownNameIsRefusedAndTheRunningSystemStaysAsItWas() async throws {
         let sleeper = "command = [\"/bin/sleep\", \"100000\"]\n[restart]\nstart_seconds = 0.3\n[stop]\ntimeout = \"2s\"\n"
-        try await DaemonHarness.with(services: ["db": sleeper, "api": sleeper + "requires = [\"db\"]\n"]) { d in
+        try await DaemonHarness.with(services: ["db": sleeper, "api": "requires = [\"db\"]\n" + sleeper]) { d in
             try await d.start()
             let up = await eventually { try d.running("api", count: 1) && d.running("db", count: 1) }
             #expect(up)
             let pids = try d.status().services.flatMap { $0.instances.map(\.pid) }
 
-            try d.write(service: "db", sleeper + "wants = [\"api\"]\n")
+            try d.write(service: "db", "wants = [\"api\"]\n" + sleeper)
             let cycle = d.ctl("reload")
             #expect(cycle.code == 1)
             #expect(cycle.stderr.contains("api.toml: requires: cycle api → db → api"), "\(cycle.stderr)")
             #expect(try d.status().services.flatMap { $0.instances.map(\.pid) } == pids)
 
             try d.write(service: "db", sleeper)
-            try d.write(service: "api", sleeper + "requires = [\"dbb\"]\n")
+            try d.write(service: "api", "requires = [\"dbb\"]\n" + sleeper)
             let files = ["api", "db"].map { d.servicesDir.appendingPathComponent("\($0).toml").path }
-            let checked = d.ctl("check", files[0], files[1])
+            let checked = d.run(DaemonHarness.binDir + "/musterctl", ["check", files[0], files[1]])
             #expect(checked.code == 1)
             #expect(checked.stderr.contains(#"api.toml: requires: no service named "dbb" (did you mean "db"?)"#), "\(checked.stderr)")
             let unknown = d.ctl("reload")

@@ -4,13 +4,14 @@ import MusterRuntime
 import Testing
 
 /// `GET /v1/logs`: every service's log files interleaved by their stamps. The files are written
-/// here with chosen stamps (no process runs), so the expected order is exact.
+/// here with chosen stamps (alpha's instances are sleeps that print nothing), so the expected
+/// order is exact.
 @Suite("Control API: logs of every service")
 struct LogsAllRouteTests {
     static let services: [ServiceSpec] = {
         var journal = RouteHarness.spec("gamma", instances: 0)
         journal.logs.target = .journal
-        return [RouteHarness.spec("alpha", instances: 0), RouteHarness.spec("beta", instances: 0), journal]
+        return [RouteHarness.spec("alpha", instances: 2), RouteHarness.spec("beta", instances: 0), journal]
     }()
 
     private static func write(_ lines: [String], to path: String) throws {
