@@ -56,13 +56,14 @@ struct DependencyManifestTests {
             try await d.start()
             let up = await eventually { try d.running("api", count: 1) && d.running("db", count: 1) }
             #expect(up)
-            let pids = try d.status().services.flatMap { $0.instances.map(\.pid) }
+            func pidsNow() throws -> [Int32?] { try d.status().services.flatMap { $0.instances.map(\.pid) } }
+            let pids = try pidsNow()
 
             try d.write(service: "db", "wants = [\"api\"]\n" + sleeper)
             let cycle = d.ctl("reload")
             #expect(cycle.code == 1)
             #expect(cycle.stderr.contains("api.toml: requires: cycle api → db → api"), "\(cycle.stderr)")
-            #expect(try d.status().services.flatMap { $0.instances.map(\.pid) } == pids)
+            #expect(try pidsNow() == pids)
 
             try d.write(service: "db", sleeper)
             try d.write(service: "api", "requires = [\"dbb\"]\n" + sleeper)
@@ -73,7 +74,7 @@ struct DependencyManifestTests {
             let unknown = d.ctl("reload")
             #expect(unknown.code == 1)
             #expect(unknown.stderr.contains(#"api.toml: requires: no service named "dbb" (did you mean "db"?)"#))
-            #expect(try d.status().services.flatMap { $0.instances.map(\.pid) } == pids)
+            #expect(try pidsNow() == pids)
         }
     }
 }

@@ -73,11 +73,11 @@ struct LogsAllTests {
                 follower.waitUntilExit()
                 out.fileHandleForReading.readabilityHandler = nil
             }
-            let noted = await eventually(10) { collected.withLock { $0 } == note + "\n" }
-            #expect(noted, "follow starts with the note and no old lines: \(collected.withLock { $0 })")
+            let noted = await eventually(10) { collected.value == note + "\n" }
+            #expect(noted, "follow starts with the note and no old lines: \(collected.value)")
             #expect(d.ctl("restart", "ping").code == 0)
-            let followed = await eventually(20) { shape(collected.withLock { $0 }) == ["ping.0 ping 1", "ping.0 ping 2", "ping.0 ping 3"] }
-            #expect(followed, "got:\n\(collected.withLock { $0 })")
+            let followed = await eventually(20) { shape(collected.value) == ["ping.0 ping 1", "ping.0 ping 2", "ping.0 ping 3"] }
+            #expect(followed, "got:\n\(collected.value)")
         }
     }
 }
@@ -85,11 +85,12 @@ struct LogsAllTests {
 /// A value behind a lock, for a pipe's reading thread and the test.
 final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value { withLock { $0 } }
     func withLock<T>(_ body: (inout Value) -> T) -> T {
         lock.lock()
         defer { lock.unlock() }
-        return body(&value)
+        return body(&stored)
     }
 }
