@@ -45,6 +45,17 @@ struct LogsAllTests {
             #expect(allSix, "got:\n\(every.stdout)\(every.stderr)")
             #expect(every.stdout.hasPrefix(note + "\n"))
             #expect(!every.stdout.contains("\u{1B}["), "no colour when stdout is not a terminal")
+            // On a terminal (script(1) gives it one): the prefix coloured, the same colour for
+            // every line of a service.
+            let onTerminal = d.run("/usr/bin/script", ["-qec", "\(DaemonHarness.binDir)/musterctl logs --socket \(d.socket)", "/dev/null"])
+            // A terminal ends lines with CRLF, which Swift reads as one Character.
+            let colouredPrefixes = onTerminal.stdout.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").dropFirst().map { line in
+                String(line.prefix { $0 != "|" })
+            }
+            #expect(colouredPrefixes.count == 6, "\(onTerminal.stdout)")
+            #expect(Set(colouredPrefixes).count == 2, "one colour per service: \(colouredPrefixes)")
+            let escaped = colouredPrefixes.allSatisfy { $0.hasPrefix("\u{1B}[") && ($0.contains("ping.0") || $0.contains("pong.0")) }
+            #expect(escaped, "\(colouredPrefixes)")
             let stamped = every.stdout.range(of: #"\nping\.0 \| \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z stdout ping 1\n"#, options: .regularExpression)
             #expect(stamped != nil, "\(every.stdout)")
 
