@@ -31,7 +31,7 @@ public enum ControlAPI {
     public static let routes = [
         "GET /v1/version", "GET /v1/status", "POST /v1/start", "POST /v1/stop", "POST /v1/restart",
         "POST /v1/signal", "POST /v1/services/{name}/scale",
-        "GET /v1/services/{name}/autoscale", "POST /v1/services/{name}/autoscale/pause", "POST /v1/services/{name}/autoscale/resume", "POST /v1/reload", "GET /v1/logs/{target}",
+        "GET /v1/services/{name}/autoscale", "POST /v1/services/{name}/autoscale/pause", "POST /v1/services/{name}/autoscale/resume", "POST /v1/reload", "GET /v1/logs", "GET /v1/logs/{target}",
         "GET /v1/events", "POST /v1/shutdown",
     ]
 
@@ -108,12 +108,22 @@ public enum ControlAPI {
                 rescaled: plan.rescaled.map { .init(name: $0.name, from: $0.from, to: $0.to) },
                 unchanged: plan.unchanged, warnings: settings.reloadWarnings()))
         }
+        v1.get("logs") { request, _ in
+            let since = try parseSince(request.uri.queryParameters.get("since"))
+            // A time bound without a count means every line since then.
+            let lines = try parseCount(request.uri.queryParameters.get("lines"), name: "lines", default: since == nil ? 50 : 1_000_000)
+            let follow = ["1", "true", "yes"].contains(request.uri.queryParameters.get("follow") ?? "")
+            return await LogInterleave.response(sources: { await supervisor.logSources() }, lines: lines, since: since, follow: follow) {
+                await supervisor.isShuttingDown
+            }
+        }
         v1.get("logs/:target") { request, context in
             let target = context.parameters.get("target") ?? ""
             let path = try await supervisor.logFile(for: target)
-            let lines = try parseCount(request.uri.queryParameters.get("lines"), name: "lines", default: 50)
+            let since = try parseSince(request.uri.queryParameters.get("since"))
+            let lines = try parseCount(request.uri.queryParameters.get("lines"), name: "lines", default: since == nil ? 50 : 1_000_000)
             let follow = ["1", "true", "yes"].contains(request.uri.queryParameters.get("follow") ?? "")
-            return LogTail.response(path: path, lines: lines, follow: follow) { await supervisor.isShuttingDown }
+            return LogTail.response(path: path, lines: lines, since: since, follow: follow) { await supervisor.isShuttingDown }
         }
         v1.get("events") { request, _ in
             let limit = try parseCount(request.uri.queryParameters.get("limit"), name: "limit", default: EventJournal.capacity)
@@ -153,6 +163,15 @@ public enum ControlAPI {
             throw ControlError.badRequest("\(name) must be a whole number from 0 to 1000000, not \"\(text)\"")
         }
         return count
+    }
+
+    /// `since=10m`: the time that long ago, in seconds since the epoch.
+    private static func parseSince(_ text: String?) throws -> Double? {
+        guard let text else { return nil }
+        guard let duration = DurationText.parse(text) else {
+            throw ControlError.badRequest("since must be a duration such as 90s, 10m or 2h, not \"\(text)\"")
+        }
+        return WallClock.now() - duration.seconds
     }
 
     private static func ndjson(_ event: EventRecord) -> ByteBuffer {

@@ -2,13 +2,30 @@ import Glibc
 import Hummingbird
 import MusterRuntime
 
-/// `logs [-f] [-n N]`: the last lines of an instance's log file, then, when following, what is
-/// appended to it, across rotation (a new inode or a shorter file starts over from its top).
+/// `logs [-f] [-n N] [--since D]`: the last lines of an instance's log file, then, when following,
+/// what is appended to it, across rotation (a new inode or a shorter file starts over from its top).
 enum LogTail {
-    /// - Parameter isOver: checked between polls; following ends when it says so (daemon shutdown),
-    ///   so an open `logs -f` never holds up a graceful shutdown.
-    static func response(path: String, lines: Int, follow: Bool, isOver: @escaping @Sendable () async -> Bool) -> Response {
-        let initial = lastLines(path: path, count: lines)
+    /// - Parameters:
+    ///   - since: only lines stamped at or after this time (seconds since the epoch).
+    ///   - isOver: checked between polls; following ends when it says so (daemon shutdown), so an
+    ///     open `logs -f` never holds up a graceful shutdown.
+    static func response(path: String, lines: Int, since: Double? = nil, follow: Bool, isOver: @escaping @Sendable () async -> Bool) -> Response {
+        let initial = since.map { linesSince(path: path, since: $0, count: lines) } ?? lastLines(path: path, count: lines)
+        return response(initial: initial, path: path, follow: follow, isOver: isOver)
+    }
+
+    /// The last `count` lines stamped at or after `since`, and where the file ended.
+    static func linesSince(path: String, since: Double, count: Int) -> (bytes: [UInt8], end: UInt64, inode: UInt) {
+        let whole = LogInterleave.readAll(path)
+        let split = LogInterleave.splitLines(whole.bytes[...])
+        let cutoff = Array(Timestamp.iso8601(since).utf8)
+        var bytes: [UInt8] = []
+        for line in LogInterleave.interleave([split.lines], since: cutoff).suffix(count) { bytes += line.text + [UInt8(ascii: "\n")] }
+        return (bytes, whole.end - UInt64(whole.bytes.count - split.used), whole.inode)
+    }
+
+    private static func response(initial: (bytes: [UInt8], end: UInt64, inode: UInt), path: String, follow: Bool,
+                                 isOver: @escaping @Sendable () async -> Bool) -> Response {
         guard follow else {
             var buffer = ByteBuffer()
             buffer.writeBytes(initial.bytes)

@@ -5,11 +5,14 @@ public enum FileTrust {
     public enum Kind: Sendable {
         case manifest
         case daemonConfig
+        /// `env_file`: its variables (LD_PRELOAD, PATH) decide what a service runs.
+        case envFile
 
         var noun: String {
             switch self {
             case .manifest: "manifest"
             case .daemonConfig: "daemon config"
+            case .envFile: "env file"
             }
         }
     }

@@ -12,11 +12,12 @@ public struct LaunchPlan: Sendable, Equatable {
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     /// A clean environment: a default PATH, the account's HOME/USER/LOGNAME (as systemd gives),
-    /// PORT, MUSTER_SERVICE, MUSTER_INSTANCE, then the manifest's own variables. With
+    /// PORT, MUSTER_SERVICE, MUSTER_INSTANCE, MUSTER_<PEER>_ADDR/_URL, then the env files'
+    /// variables, then the manifest's own `environment` (the last word wins). With
     /// `inherit_environment`, the daemon's environment comes first instead of the default.
     public init(spec: ServiceSpec, index: Int, port: Int, daemonEnvironment: [String: String],
                 account: (name: String, home: String)?) {
-        let values = Placeholders.Values(port: port, index: index, service: spec.name)
+        let values = Placeholders.Values(port: port, index: index, service: spec.name, peers: spec.peerAddresses.mapValues(\.address))
         argv = spec.command.map { Placeholders.expand($0, values) }
         directory = Placeholders.expand(spec.directory, values)
         self.port = port
@@ -31,6 +32,13 @@ public struct LaunchPlan: Sendable, Equatable {
         env["PORT"] = String(port)
         env["MUSTER_SERVICE"] = spec.name
         env["MUSTER_INSTANCE"] = String(index)
+        for (name, peer) in spec.peerAddresses {
+            let stem = PeerAddress.variableStem(name)
+            env["MUSTER_\(stem)_ADDR"] = peer.address
+            if let url = peer.url { env["MUSTER_\(stem)_URL"] = url }
+        }
+        // Env files are data, not templates: their values are passed as written.
+        for (key, value) in spec.envFileEnvironment { env[key] = value }
         for (key, value) in spec.environment { env[key] = Placeholders.expand(value, values) }
         environment = env.keys.sorted().map { "\($0)=\(env[$0]!)" }
     }

@@ -61,6 +61,7 @@ public enum ManifestDecoder {
         }
         if let inherit = top.boolean("inherit_environment") { spec.inheritEnvironment = inherit }
         if let instances = top.integer("instances", example: "2", range: 0...10_000) { spec.instances = instances }
+        decodeDependencies(&top, into: &spec, sourcePath: sourcePath)
 
         section("restart") { reader in decodeRestart(&reader, into: &spec.restart) }
         section("stop") { reader in

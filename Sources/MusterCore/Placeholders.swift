@@ -1,5 +1,5 @@
 /// `{port}`, `{index}` and `{service}` in `command`, `environment` values and `directory`, like
-/// supervisord's `%(process_num)d`. Other braces are left as written, so shell snippets such as
+/// supervisord's `%(process_num)d`; `{addr:NAME}` in `command` and `environment` values. Other braces are left as written, so shell snippets such as
 /// `${HOME}` pass through untouched.
 public enum Placeholders {
     public static let names = ["port", "index", "service"]
@@ -8,19 +8,40 @@ public enum Placeholders {
         public var port: Int
         public var index: Int
         public var service: String
-        public init(port: Int, index: Int, service: String) {
+        /// `{addr:NAME}`: the `host:port` of each service this one requires or wants.
+        public var peers: [String: String]
+        public init(port: Int, index: Int, service: String, peers: [String: String] = [:]) {
             self.port = port
             self.index = index
             self.service = service
+            self.peers = peers
         }
     }
 
     public static func expand(_ text: String, _ values: Values) -> String {
         guard text.contains("{") else { return text }
-        return text
+        var expanded = text
             .replacing("{port}", with: String(values.port))
             .replacing("{index}", with: String(values.index))
             .replacing("{service}", with: values.service)
+        if expanded.contains("{addr:") {
+            for (name, address) in values.peers { expanded = expanded.replacing("{addr:\(name)}", with: address) }
+        }
+        return expanded
+    }
+
+    /// The NAMEs of every `{addr:NAME}` in `text`, in order. Whether each names a reachable peer
+    /// is `DependencyGraph`'s question: it needs the other manifests.
+    public static func addressNames(in text: String) -> [String] {
+        var names: [String] = []
+        var rest = Substring(text)
+        while let open = rest.firstRange(of: "{addr:") {
+            let after = rest[open.upperBound...]
+            guard let close = after.firstIndex(of: "}") else { break }
+            names.append(String(after[..<close]))
+            rest = after[after.index(after: close)...]
+        }
+        return names
     }
 
     /// Near-misses such as `{prot}` are almost always typos of a placeholder, so they are errors.

@@ -36,6 +36,10 @@ public struct ServiceSpec: Sendable, Equatable, Codable {
     public var envFileEnvironment: [String: String] = [:]
     /// `[deploy]`: how a changed manifest replaces the running instances.
     public var deploy = DeploySpec()
+    /// Where each service this one requires or wants is reached, by name: filled in by
+    /// `DependencyGraph.validate` from the peers' `[proxy]`. Part of the spec, so a peer's moved
+    /// listener restarts its dependents on reload (their environment names it).
+    public var peerAddresses: [String: PeerAddress] = [:]
     /// The file this came from; not part of what makes two specs equal.
     public var sourcePath: String
 
@@ -75,6 +79,7 @@ public struct ServiceSpec: Sendable, Equatable, Codable {
             && proxy == other.proxy && health == other.health && autoscale == other.autoscale && exportImage == other.exportImage
             && isolation == other.isolation && requires == other.requires && wants == other.wants
             && envFiles == other.envFiles && envFileEnvironment == other.envFileEnvironment && deploy == other.deploy
+            && peerAddresses == other.peerAddresses
     }
 
     /// Differs in what its processes are started with: only a restart applies such a change.

@@ -24,7 +24,22 @@ public enum ManifestLoader {
         return try loadServices(files: files)
     }
 
+    /// Each file read and checked, then the set checked as a graph (`DependencyGraph`), which also
+    /// fills in each spec's peer addresses.
     public static func loadServices(files: [String]) throws(ManifestErrors) -> [ServiceSpec] {
+        try resolveGraph(readServices(files: files))
+    }
+
+    /// The graph check of specs read one by one: unknown `requires`, cycles, `{addr:NAME}`.
+    public static func resolveGraph(_ specs: [ServiceSpec]) throws(ManifestErrors) -> [ServiceSpec] {
+        let graph = DependencyGraph.validate(specs)
+        if !graph.issues.isEmpty { throw ManifestErrors(graph.issues) }
+        return graph.specs
+    }
+
+    /// Each file on its own: decoded, its env files read, checked against the host; names and
+    /// listeners unique across the files.
+    public static func readServices(files: [String]) throws(ManifestErrors) -> [ServiceSpec] {
         var specs: [ServiceSpec] = []
         var issues: [ManifestIssue] = []
         var seen: [String: String] = [:]
@@ -38,8 +53,8 @@ public enum ManifestLoader {
                 case .failure(.unreadable(let code)): throw ManifestErrors([ManifestIssue(file: name, message: "cannot read \(path): \(FileSystem.errorText(code))")])
                 case .failure(.refused(let why)): throw ManifestErrors([ManifestIssue(file: name, message: why)])
                 }
-                let spec = try ManifestDecoder.decode(text, fileName: name, sourcePath: path)
-                let hostIssues = checkHost(spec, file: name)
+                var spec = try ManifestDecoder.decode(text, fileName: name, sourcePath: path)
+                let hostIssues = checkHost(spec, file: name) + readEnvFiles(into: &spec, file: name)
                 if !hostIssues.isEmpty { throw ManifestErrors(hostIssues) }
                 if let other = seen[spec.name] {
                     throw ManifestErrors([ManifestIssue(file: name, key: "name", value: "\"\(spec.name)\"",
@@ -84,6 +99,35 @@ public enum ManifestLoader {
                                             message: "no such file or folder on this host (create it, or write \"-\(entry.path)\" to skip it where it is missing)"))
             }
         }
+        return issues
+    }
+
+    /// Reads `env_file` in order into `envFileEnvironment` (a later file wins). A missing file
+    /// is skipped when written with a leading `-`; anything else unreadable is a problem.
+    static func readEnvFiles(into spec: inout ServiceSpec, file: String) -> [ManifestIssue] {
+        var issues: [ManifestIssue] = []
+        var parsed: [[(key: String, value: String)]] = []
+        let folder = spec.sourcePath.isEmpty ? "" : PathText.directory(of: spec.sourcePath)
+        for ref in spec.envFiles {
+            // As the manifest names it when it sits beside the manifest, else in full.
+            let shown = !folder.isEmpty && ref.path.hasPrefix(folder + "/") ? String(ref.path.dropFirst(folder.count + 1)) : ref.path
+            let written = "\"" + (ref.optional ? "-" : "") + shown + "\""
+            switch readTrusted(ref.path, kind: .envFile) {
+            case .success(let text):
+                do throws(EnvFile.Problem) { parsed.append(try EnvFile.parse(text)) }
+                catch { issues.append(ManifestIssue(file: file, key: "env_file", message: "\(shown):\(error.line): \(error.message)")) }
+            case .failure(.unreadable(ENOENT)) where ref.optional:
+                continue
+            case .failure(.unreadable(ENOENT)):
+                issues.append(ManifestIssue(file: file, key: "env_file", value: written,
+                                            message: "no such file \(ref.path) (create it, or write \"-\(shown)\" to skip it where it is missing)"))
+            case .failure(.unreadable(let code)):
+                issues.append(ManifestIssue(file: file, key: "env_file", value: written, message: "cannot read \(ref.path): \(FileSystem.errorText(code))"))
+            case .failure(.refused(let why)):
+                issues.append(ManifestIssue(file: file, key: "env_file", value: written, message: "\(ref.path) \(why)"))
+            }
+        }
+        spec.envFileEnvironment = EnvFile.merge(parsed)
         return issues
     }
 

@@ -119,8 +119,12 @@ final class RotatingLogFile: Sendable {
 }
 
 /// "2026-11-27T08:05:43.123Z", cheap enough for every line.
-enum Timestamp {
-    static func iso8601(_ seconds: Double) -> String {
+/// The stamp at the start of every log line: fixed width, UTC, so text order is time order.
+public enum Timestamp {
+    /// "2026-11-27T08:05:43.123Z".
+    public static let width = 24
+
+    public static func iso8601(_ seconds: Double) -> String {
         var whole = time_t(seconds)
         var parts = tm()
         gmtime_r(&whole, &parts)

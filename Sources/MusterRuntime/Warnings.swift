@@ -11,6 +11,7 @@ public enum Warnings {
                 warnings.append("\(asRoot.joined(separator: ", ")) will run as root (no user = \"…\" in the manifest)")
             }
         }
+        warnings += DependencyGraph.validate(specs).warnings
         return warnings
     }
 }

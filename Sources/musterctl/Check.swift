@@ -4,12 +4,15 @@ import MusterCore
 import MusterRuntime
 
 /// `check FILE…`: validates manifests (or a musterd.toml and its services) without a daemon.
+/// Manifests named together are also checked as one graph: name every manifest that a
+/// `requires` points at (`musterctl check services.d/*.toml`), or the musterd.toml.
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "check", abstract: "Validate manifests or a musterd.toml; no daemon needed.")
     @Argument(help: "Service manifests (*.toml) or a daemon config (a file with a [daemon] table).") var files: [String]
 
     func run() async throws {
         var problems = 0
+        var manifests: [ServiceSpec] = []
         for file in files {
             let text = (try? FileSystem.read(file)) ?? ""
             if text.contains("[daemon]") {
@@ -25,11 +28,19 @@ struct Check: AsyncParsableCommand {
                 continue
             }
             do {
-                let specs = try ManifestLoader.loadServices(files: [file])
-                for spec in specs {
-                    Output.line("ok: \(file): service \(spec.name), \(spec.instances) instance(s)")
-                    Warnings.forSpecs([spec]).forEach { Output.line("warning: \($0)") }
-                }
+                let specs = try ManifestLoader.readServices(files: [file])
+                for spec in specs { Output.line("ok: \(file): service \(spec.name), \(spec.instances) instance(s)") }
+                manifests += specs
+            } catch {
+                problems += error.issues.count
+                error.issues.forEach { Output.error($0.description) }
+            }
+        }
+        // The graph (requires, wants, {addr:NAME}) is that of the manifests named together.
+        if problems == 0 && !manifests.isEmpty {
+            do {
+                let specs = try ManifestLoader.resolveGraph(manifests)
+                Warnings.forSpecs(specs).forEach { Output.line("warning: \($0)") }
             } catch {
                 problems += error.issues.count
                 error.issues.forEach { Output.error($0.description) }

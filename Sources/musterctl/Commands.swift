@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import Glibc
 import MusterAPI
 import MusterCore
 
@@ -99,19 +100,81 @@ struct Reload: AsyncParsableCommand {
 }
 
 struct Logs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print an instance's log (stdout and stderr, stamped).")
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Print an instance's log, or every service's interleaved (stdout and stderr, stamped).")
     @OptionGroup var connection: ConnectionOptions
     @Flag(name: .shortAndLong, help: "Keep printing new lines.") var follow = false
-    @Option(name: .short, help: "How many lines from the end.") var n = 50
-    @Argument(help: "web (its first instance) or web:1.") var target: String
+    @Option(name: .short, help: "How many lines from the end (default 50; with --since, every line since).") var n: Int?
+    @Option(name: .long, help: "Only lines from this long ago on: 90s, 10m, 2h.") var since: String?
+    @Flag(name: .long, help: "Every service's and instance's lines, interleaved by time (the default without TARGET).") var all = false
+    @Argument(help: "web (its first instance) or web:1; none: every service.") var target: String?
+
+    func validate() throws {
+        if all && target != nil { throw ValidationError("name a TARGET or give --all, not both") }
+        if let n, n < 0 { throw ValidationError("-n must be 0 or more") }
+        if let since, DurationText.parse(since) == nil { throw ValidationError("--since \"\(since)\" is not a duration (try 90s, 10m or 2h)") }
+    }
 
     func run() async throws {
+        var query: [String] = []
+        if let n { query.append("lines=\(n)") }
+        if let since { query.append("since=\(since)") }
+        if follow { query.append("follow=true") }
+        let suffix = query.isEmpty ? "" : "?" + query.joined(separator: "&")
         try await Outcome.run {
-            let path = "/v1/logs/\(target)?lines=\(n)" + (follow ? "&follow=true" : "")
-            try await connection.client.stream(path) { chunk in
+            guard let target, !all else {
+                var colours = PrefixColours(enabled: isatty(1) == 1)
+                try await connection.client.stream("/v1/logs" + suffix) { chunk in
+                    Output.raw(colours.apply(chunk.readableBytesView))
+                }
+                Output.raw(colours.flush())
+                return
+            }
+            try await connection.client.stream("/v1/logs/\(target)" + suffix) { chunk in
                 Output.raw(chunk.readableBytesView)
             }
         }
+    }
+}
+
+/// Colours each `service.index |` prefix of `logs --all` by service, so one service's lines
+/// stand out in the interleaving; on a terminal only. The colour follows from the name, so a
+/// service keeps its colour from one run to the next.
+struct PrefixColours {
+    let enabled: Bool
+    private var partial: [UInt8] = []
+    private static let palette = ["36", "33", "35", "32", "34", "31", "96", "93", "95", "92"]
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    /// The complete lines of what has arrived so far, coloured; a partial line waits.
+    mutating func apply(_ bytes: some Sequence<UInt8>) -> [UInt8] {
+        guard enabled else { return Array(bytes) }
+        partial += bytes
+        guard let last = partial.lastIndex(of: UInt8(ascii: "\n")) else { return [] }
+        let complete = partial[...last]
+        partial.removeSubrange(...last)
+        var out: [UInt8] = []
+        for line in complete.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+            out += colour(Array(line))
+            out.append(UInt8(ascii: "\n"))
+        }
+        return out
+    }
+
+    mutating func flush() -> [UInt8] {
+        defer { partial = [] }
+        return enabled ? colour(partial) : []
+    }
+
+    private func colour(_ line: [UInt8]) -> [UInt8] {
+        let bar = Array(" | ".utf8)
+        guard let end = line.firstRange(of: bar)?.lowerBound, let dot = line[..<end].lastIndex(of: UInt8(ascii: ".")) else { return line }
+        // FNV-1a: stable across runs, unlike hashValue.
+        var hash: UInt32 = 2_166_136_261
+        for byte in line[..<dot] { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        let code = Self.palette[Int(hash % UInt32(Self.palette.count))]
+        return Array("\u{1B}[\(code)m".utf8) + line[..<end] + Array(" |\u{1B}[0m ".utf8) + line[(end + bar.count)...]
     }
 }
 

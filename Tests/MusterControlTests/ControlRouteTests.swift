@@ -395,7 +395,7 @@ struct ControlRouteTests {
         // What each route answers to a request without body or query.
         let expected: [String: Int] = [
             "GET /v1/version": 200, "GET /v1/status": 200, "POST /v1/start": 400, "POST /v1/stop": 400, "POST /v1/restart": 400,
-            "POST /v1/signal": 400, "POST /v1/services/{name}/scale": 400, "POST /v1/reload": 200, "GET /v1/logs/{target}": 200,
+            "POST /v1/signal": 400, "POST /v1/services/{name}/scale": 400, "POST /v1/reload": 200, "GET /v1/logs": 200, "GET /v1/logs/{target}": 200,
             "GET /v1/events": 200, "POST /v1/shutdown": 202,
             // web has no [autoscale]: each autoscale route answers that, and is served.
             "GET /v1/services/{name}/autoscale": 409, "POST /v1/services/{name}/autoscale/pause": 409,

@@ -88,7 +88,7 @@ struct OpenAPIDocumentTests {
     func queryParameters() throws {
         let expected: [String: Set<String>] = [
             "GET /v1/status": ["service"], "POST /v1/reload": ["dry_run"],
-            "GET /v1/logs/{target}": ["lines", "follow"], "GET /v1/events": ["limit", "follow"],
+            "GET /v1/logs": ["lines", "follow", "since"], "GET /v1/logs/{target}": ["lines", "follow", "since"], "GET /v1/events": ["limit", "follow"],
         ]
         for route in ControlAPI.routes.map(canonicalRoute) {
             let parts = route.split(separator: " ").map(String.init)
