@@ -1,5 +1,6 @@
 /// The services as a graph of `requires` and `wants` edges: checked once every manifest has been
-/// read (`musterctl check`, daemon start, reload), and ordered for starting and stopping.
+/// read (`musterctl check`, daemon start, reload). The order at run time follows from live state
+/// (readiness, who is down): that is `DependencyGate`'s.
 public enum DependencyGraph {
     /// Every problem of the set as a whole, and the specs with their peers' addresses filled in.
     public struct Validation: Sendable {
@@ -40,46 +41,6 @@ public enum DependencyGraph {
             resolved.append(spec)
         }
         return Validation(specs: resolved, issues: issues, warnings: warnings)
-    }
-
-    /// Names in the order they may start: each after everything it requires or wants (among
-    /// `specs`), ties alphabetically. Stopping goes in the reverse order. Services left on a
-    /// cycle (which `validate` refuses) come last, alphabetically.
-    public static func startOrder(_ specs: [ServiceSpec]) -> [String] { startWaves(specs).flatMap { $0 } }
-
-    /// `startOrder` in waves: every service of a wave depends only on earlier waves, so a wave's
-    /// services may start in parallel.
-    public static func startWaves(_ specs: [ServiceSpec]) -> [[String]] {
-        let known = Set(specs.map(\.name))
-        var waiting = Dictionary(specs.map { spec in
-            (spec.name, Set(spec.requires + spec.wants).filter { known.contains($0) && $0 != spec.name })
-        }, uniquingKeysWith: { first, _ in first })
-        var waves: [[String]] = []
-        while !waiting.isEmpty {
-            let ready = waiting.filter { $0.value.isEmpty }.keys.sorted()
-            guard !ready.isEmpty else {
-                waves.append(waiting.keys.sorted())
-                break
-            }
-            waves.append(ready)
-            for name in ready { waiting[name] = nil }
-            for name in waiting.keys { waiting[name]!.subtract(ready) }
-        }
-        return waves
-    }
-
-    /// The names `name` requires or wants, directly or through others, that are among `specs`.
-    public static func dependencies(of name: String, in specs: [ServiceSpec]) -> Set<String> {
-        let byName = Dictionary(specs.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        var found: Set<String> = []
-        var stack = [name]
-        while let next = stack.popLast() {
-            for peer in (byName[next]?.requires ?? []) + (byName[next]?.wants ?? []) where byName[peer] != nil && found.insert(peer).inserted {
-                stack.append(peer)
-            }
-        }
-        found.remove(name)
-        return found
     }
 
     /// One cycle per strongly connected group of services: the shortest way from the group's

@@ -83,13 +83,6 @@ struct DependencyGraphTests {
                                                     "b.toml: wants: cycle b → c → b"])
     }
 
-    @Test func startOrderPutsDependenciesFirstAndTiesAlphabetically() {
-        let specs = [spec("web", requires: ["api"]), spec("api", requires: ["db"], wants: ["cache", "absent"]), spec("db"), spec("cache"), spec("zeta")]
-        #expect(DependencyGraph.startOrder(specs) == ["cache", "db", "zeta", "api", "web"])
-        #expect(DependencyGraph.startWaves(specs) == [["cache", "db", "zeta"], ["api"], ["web"]])
-        #expect(DependencyGraph.dependencies(of: "web", in: specs) == ["api", "db", "cache"])
-    }
-
     @Test func peersWithListenersGiveAddressAndURLVariables() throws {
         let graph = DependencyGraph.validate([
             spec("api", requires: ["user-store"], wants: ["cache", "worker"]),
