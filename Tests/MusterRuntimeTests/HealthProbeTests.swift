@@ -46,7 +46,7 @@ final class LoopbackSocket: Sendable {
     /// Accepts one connection without blocking a thread of the cooperative pool.
     func acceptConnection() async throws -> Int32 {
         var connection: Int32 = -1
-        _ = await healthEventually(5) {
+        _ = await healthEventually(20) {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             if poll(&poller, 1, 0) == 1 { connection = accept(fd, nil, nil) }
             return connection >= 0
@@ -59,7 +59,7 @@ final class LoopbackSocket: Sendable {
 func receiveUntil(_ fd: Int32, _ done: ([UInt8]) -> Bool) async -> [UInt8] {
     var received: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 1024)
-    _ = await healthEventually(5) {
+    _ = await healthEventually(20) {
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
         if n > 0 { received += chunk[0..<n] }
         return done(received)
