@@ -1,5 +1,9 @@
 /// Human-written durations and sizes, as manifests spell them ("200ms", "1.5s", "256M").
 public enum DurationText {
+    /// The longest duration accepted (about 31,700 years): Swift's Duration traps on a value past
+    /// ~1.7e20 s, and "1e25s" in a manifest or a request must be an error, not a crash.
+    public static let maxSeconds = 1e12
+
     /// Parses "200ms", "1.5s", "5m", "1h", "750us" or a bare number of seconds.
     public static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingWhitespace()
@@ -8,10 +12,10 @@ public enum DurationText {
         ]
         for unit in units where trimmed.hasSuffix(unit.suffix) {
             let number = trimmed.dropLast(unit.suffix.count)
-            guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+            guard let value = Double(number), value >= 0, value * unit.seconds <= maxSeconds else { return nil }
             return .seconds(value * unit.seconds)
         }
-        guard let seconds = Double(trimmed), seconds >= 0, seconds.isFinite else { return nil }
+        guard let seconds = Double(trimmed), seconds >= 0, seconds <= maxSeconds else { return nil }
         return .seconds(seconds)
     }
 

@@ -58,6 +58,11 @@ struct TableReader {
             fail(key, node, "must be at least \(minimum == minimum.rounded() ? String(Int(minimum)) : String(minimum)) (try \(key) = \(example))")
             return nil
         }
+        // Numbers become durations and rates; past this they would overflow them.
+        guard number <= DurationText.maxSeconds else {
+            fail(key, node, "must be at most 1e12 (try \(key) = \(example))")
+            return nil
+        }
         return number
     }
 
@@ -92,9 +97,9 @@ struct TableReader {
         switch node {
         case .string(let text):
             if let duration = DurationText.parse(text) { return duration }
-        case .integer(let seconds) where seconds >= 0:
+        case .integer(let seconds) where seconds >= 0 && Double(seconds) <= DurationText.maxSeconds:
             return .seconds(seconds)
-        case .float(let seconds) where seconds >= 0 && seconds.isFinite:
+        case .float(let seconds) where seconds >= 0 && seconds <= DurationText.maxSeconds:
             return .seconds(seconds)
         default:
             break

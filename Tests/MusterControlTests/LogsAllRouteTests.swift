@@ -56,7 +56,7 @@ struct LogsAllRouteTests {
             let oneService = try await api.call(.get, "/v1/logs/alpha:0?since=3m", route: "/v1/logs/{target}", expect: 200)
             #expect(oneService.text == "\(t5) stderr a0 fifth\n")
 
-            for uri in ["/v1/logs?since=soon", "/v1/logs?lines=-1", "/v1/logs/alpha?since=10x"] {
+            for uri in ["/v1/logs?since=soon", "/v1/logs?lines=-1", "/v1/logs/alpha?since=10x", "/v1/logs?since=1e25", "/v1/logs/alpha?since=1e30s"] {
                 let refused = try await api.call(.get, uri, route: uri.hasPrefix("/v1/logs?") ? "/v1/logs" : "/v1/logs/{target}", expect: 400)
                 #expect(refused.errorCode == "bad_request", "\(uri)")
             }

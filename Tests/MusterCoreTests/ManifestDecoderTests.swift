@@ -89,6 +89,13 @@ struct ManifestDecoderTests {
         #expect(issues == [#"web.toml: [resources] memory_max = "12Q": not a size (try 256M or 1G)"#])
     }
 
+    @Test func aDurationOrNumberTooLargeForADurationIsAnError() {
+        let issues = messages("command = [\"/bin/true\"]\n[restart]\nstart_seconds = 1e30\nbackoff_max = 1e30\n[stop]\ntimeout = \"1e25s\"\n")
+        #expect(issues.count == 3, "\(issues)")
+        let named = issues.contains { $0.hasPrefix("web.toml: [restart] start_seconds = ") && $0.hasSuffix("must be at most 1e12 (try start_seconds = 1.0)") }
+        #expect(named, "\(issues)")
+    }
+
     @Test func anUnknownKeySuggestsTheNearestKnownOne() {
         let issues = messages("command = [\"/bin/true\"]\ninstnces = 2\n[restart]\npolcy = \"always\"\n")
         #expect(issues.contains(#"web.toml: unknown key "instnces" (did you mean "instances"?)"#))
@@ -195,6 +202,12 @@ struct ValueParsingTests {
         #expect(DurationText.parse("3") == .seconds(3))
         #expect(DurationText.parse("soon") == nil)
         #expect(DurationText.parse("-1s") == nil)
+        // Past what Duration holds: refused, not a trap.
+        #expect(DurationText.parse("1e25") == nil)
+        #expect(DurationText.parse("1e25s") == nil)
+        #expect(DurationText.parse("1e15h") == nil)
+        #expect(DurationText.parse("nan") == nil)
+        #expect(DurationText.parse("inf") == nil)
         #expect(DurationText.format(.milliseconds(200)) == "200ms")
         #expect(DurationText.format(.seconds(30)) == "30s")
         #expect(DurationText.format(.seconds(120)) == "2m")
