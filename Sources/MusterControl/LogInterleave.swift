@@ -60,12 +60,6 @@ enum LogInterleave {
         "note: \(service) logs to the journal ([logs] target = \"journal\"), not shown here: journalctl -t \(LogSpec.journalIdentifier(service: service, index: 0)) (one -t per instance)\n"
     }
 
-    /// Where each file was read to, so following goes on from there.
-    struct Position {
-        var offset: UInt64
-        var inode: UInt
-    }
-
     /// - Parameters:
     ///   - lines: at most this many lines, the last of the interleaved whole.
     ///   - since: only lines stamped at or after this time (seconds since the epoch).
@@ -75,14 +69,14 @@ enum LogInterleave {
         let initial = await sources()
         let cutoff = since.map { Array(Timestamp.iso8601($0).utf8) }
         var contents: [[[UInt8]]] = []
-        var positions: [String: Position] = [:]
+        var positions: [String: LogTail.Position] = [:]
         for file in initial.files {
             // With a time bound, the whole current file (rotation keeps it to max_bytes); else
             // the last `lines` of each are enough to hold the last `lines` of all.
             let read = since == nil ? LogTail.lastLines(path: file.path, count: lines) : readAll(file.path)
             let split = splitLines(read.bytes[...])
             contents.append(split.lines)
-            positions[file.path] = Position(offset: read.end - UInt64(read.bytes.count - split.used), inode: read.inode)
+            positions[file.path] = LogTail.Position(offset: read.end - UInt64(read.bytes.count - split.used), inode: read.inode)
         }
         var head = ByteBuffer()
         for service in initial.journal { head.writeString(journalNote(service)) }
@@ -103,7 +97,7 @@ enum LogInterleave {
                 var fresh: [[[UInt8]]] = []
                 for file in now.files {
                     // A file first seen while following is new: all of it is news.
-                    let (lines, position) = readNew(file.path, from: positions[file.path] ?? Position(offset: 0, inode: 0))
+                    let (lines, position) = readNew(file.path, from: positions[file.path] ?? LogTail.Position(offset: 0, inode: 0))
                     positions[file.path] = position
                     fresh.append(lines)
                 }
@@ -125,18 +119,10 @@ enum LogInterleave {
         return out
     }
 
-    /// The complete lines appended since `position`; a new inode or a shorter file (rotation)
-    /// starts over from its top.
-    private static func readNew(_ path: String, from position: Position) -> ([[UInt8]], Position) {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return ([], position) }
+    /// The complete lines appended since `position` (across rotation, as `LogTail` follows).
+    private static func readNew(_ path: String, from position: LogTail.Position) -> ([[UInt8]], LogTail.Position) {
         var position = position
-        if info.st_ino != position.inode || UInt64(info.st_size) < position.offset {
-            position = Position(offset: 0, inode: info.st_ino)
-        }
-        guard UInt64(info.st_size) > position.offset else { return ([], position) }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return ([], position) }
+        guard let fd = position.openAppended(path) else { return ([], position) }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)

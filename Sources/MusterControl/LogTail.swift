@@ -35,25 +35,16 @@ enum LogTail {
             var buffer = ByteBuffer()
             buffer.writeBytes(initial.bytes)
             try await writer.write(buffer)
-            var position = initial.end
-            var inode = initial.inode
+            var position = Position(offset: initial.end, inode: initial.inode)
             var chunk = [UInt8](repeating: 0, count: 65536)
             while await !isOver() {
                 try await Task.sleep(for: .milliseconds(200))
-                var info = stat()
-                guard stat(path, &info) == 0 else { continue }
-                if info.st_ino != inode || UInt64(info.st_size) < position {
-                    inode = info.st_ino
-                    position = 0
-                }
-                guard UInt64(info.st_size) > position else { continue }
-                let fd = open(path, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { continue }
+                guard let fd = position.openAppended(path) else { continue }
                 defer { close(fd) }
                 while true {
-                    let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position)) }
+                    let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position.offset)) }
                     if n <= 0 { break }
-                    position += UInt64(n)
+                    position.offset += UInt64(n)
                     var out = ByteBuffer()
                     out.writeBytes(chunk[0..<n])
                     try await writer.write(out)
@@ -61,6 +52,25 @@ enum LogTail {
             }
             try await writer.finish(nil)
         })
+    }
+
+    /// Where following a log file reads next.
+    struct Position {
+        var offset: UInt64
+        var inode: UInt
+
+        /// Opens `path` to read what was appended since this position; a new inode or a shorter
+        /// file (rotation) starts over from its top. Nil when there is nothing new (or no file).
+        mutating func openAppended(_ path: String) -> Int32? {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            if info.st_ino != inode || UInt64(info.st_size) < offset {
+                self = Position(offset: 0, inode: info.st_ino)
+            }
+            guard UInt64(info.st_size) > offset else { return nil }
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            return fd >= 0 ? fd : nil
+        }
     }
 
     /// The last `count` lines of the file (reading backwards from its end), and where it ended.
