@@ -63,6 +63,12 @@ extension Supervisor {
         return nil
     }
 
+    /// Why a slot shows as `waiting`: it is wanted and stopped, and the gate holds it back; nil
+    /// when it is not waiting.
+    func waitReason(_ record: InstanceRecord, of entry: ServiceEntry, _ name: String) -> String? {
+        record.state == .stopped && entry.intent.wants(record.index) ? dependencyWaitReason(name) : nil
+    }
+
     private func announceDependencyChange(_ name: String, from old: DependencyGate.Verdict, to new: DependencyGate.Verdict) {
         guard let entry = services[name] else { return }
         if new.requiredDown != old.requiredDown, !new.requiredDown.isEmpty {

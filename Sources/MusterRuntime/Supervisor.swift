@@ -752,7 +752,7 @@ public actor Supervisor {
                 let live = entry.live[index]
                 let usage = live?.usage?.read(now: now) ?? Cgroups.Usage()
                 let uptime = record.state.hasProcess ? record.spawnedAt.map { (now - $0).seconds } : nil
-                let waiting = record.state == .stopped && entry.intent.wants(index) ? dependencyWaitReason(name) : nil
+                let waiting = waitReason(record, of: entry, name)
                 rows.append(InstanceStatus(
                     id: "\(name):\(index)", index: index, state: waiting == nil ? record.state.rawValue : "waiting", pid: record.pid,
                     port: ports.port(of: "\(name):\(index)"), restarts: record.restarts, uptimeSeconds: uptime,
@@ -843,7 +843,7 @@ public actor Supervisor {
             if indexes.isEmpty { lines.append("\(name): no instances") }
             for i in indexes {
                 guard let record = entry.records[i] else { lines.append("\(name):\(i): stopped"); continue }
-                let waiting = record.state == .stopped && entry.intent.wants(i) ? dependencyWaitReason(name) : nil
+                let waiting = waitReason(record, of: entry, name)
                 var line = "\(name):\(i): \(waiting == nil ? record.state.rawValue : "waiting")"
                 if let waiting { line += ": \(waiting)" }
                 if let pid = record.pid { line += " (pid \(pid))" }
