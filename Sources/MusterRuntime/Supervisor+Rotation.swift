@@ -154,8 +154,10 @@ extension Supervisor {
     /// Hands the proxy the instances that are ready and not on their way out, plus replaced ones
     /// still serving until their successor is ready.
     func publishRotation(_ entry: inout ServiceEntry) {
-        guard let proxy = proxies[entry.spec.name] else {
+        let owner = entry.canaryOf ?? entry.spec.name
+        guard let proxy = proxies[owner] else {
             entry.published = []
+            entry.publishedBackends = []
             return
         }
         var rotation: [Backend] = []
@@ -168,7 +170,14 @@ extension Supervisor {
         let identities = rotation.map(ObjectIdentifier.init).sorted()
         guard identities != entry.published else { return }
         entry.published = identities
-        proxy.backends.setReady(rotation)
+        entry.publishedBackends = rotation
+        // The other half of the weighted rotation is read from the table, this half from `entry`
+        // (the caller's copy, not yet stored back).
+        let name = entry.spec.name
+        let saved = services[name]
+        services[name] = entry
+        publishCombined(owner, proxy: proxy)
+        services[name] = saved
     }
 
     // MARK: Draining
