@@ -219,6 +219,11 @@ public actor Supervisor {
         for group in leftovers {
             for _ in 0..<50 where !cgroups.remove(group) { try? await Task.sleep(for: .milliseconds(10)) }
         }
+        // A canary's folder ("web@7") belongs to no service of the new daemon: remove it too.
+        for service in Set(leftovers.compactMap { $0.relativePath.split(separator: "/").dropFirst().first.map(String.init) })
+            where services[service] == nil {
+            cgroups.removeService(service)
+        }
     }
 
     /// Stops every instance in parallel within its stop timeout, removes the cgroups, and returns.

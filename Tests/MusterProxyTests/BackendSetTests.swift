@@ -48,3 +48,35 @@ import Testing
         try await group.shutdownGracefully()
     }
 }
+
+@Suite struct CanaryWeightTests {
+    private func backends(_ count: Int, service: String) throws -> [Backend] {
+        try (0..<count).map { index in
+            Backend(service: service, index: index, generation: 1, address: try SocketAddress(ipAddress: "127.0.0.1", port: 21000 + index))
+        }
+    }
+
+    @Test func canaryGetsExactlyItsShareSpreadEvenly() throws {
+        let set = BackendSet()
+        set.setReady(try backends(3, service: "web"), canary: try backends(1, service: "web@2"), canaryWeight: 0.1)
+        let picks = (0..<100).map { _ in set.next()!.service }
+        #expect(picks.filter { $0 == "web@2" }.count == 10)
+        // Evenly: one in every ten, never two in a row.
+        for window in stride(from: 0, to: 100, by: 10) {
+            #expect(picks[window..<window + 10].filter { $0 == "web@2" }.count == 1)
+        }
+    }
+
+    @Test func canaryAloneServesEverything() throws {
+        let set = BackendSet()
+        set.setReady([], canary: try backends(1, service: "web@2"), canaryWeight: 0.1)
+        #expect((0..<5).allSatisfy { _ in set.next()?.service == "web@2" })
+    }
+
+    @Test func aRequestThatFailedOnTheCanaryTriesTheOthers() throws {
+        let set = BackendSet()
+        let canary = try backends(1, service: "web@2")
+        set.setReady(try backends(1, service: "web"), canary: canary, canaryWeight: 1)
+        #expect(set.next(excluding: canary)?.service == "web")
+    }
+}
