@@ -212,7 +212,7 @@ extension Supervisor {
             record.deadline = now + entry.spec.stop.timeout
             entry.records[index] = record
             sendStopSignal(entry, index: index)
-        } else if let position = entry.retiring.firstIndex(where: { $0.live.generation == generation }),
+        } else if let position = entry.retiring.firstIndex(where: { $0.record.index == index && $0.live.generation == generation }),
                   entry.retiring[position].phase == .draining {
             var retiring = entry.retiring[position]
             _ = InstanceLifecycle.stopRequested(&retiring.record, purpose: .halt, timeout: retiring.stop.timeout, now: now)
@@ -267,8 +267,9 @@ extension Supervisor {
     }
 
     /// The exit of a replaced process (or of nothing we know: a stale report).
-    func retiredExited(_ entry: inout ServiceEntry, generation: Int, status: ExitStatus) {
-        guard let position = entry.retiring.firstIndex(where: { $0.live.generation == generation }) else { return }
+    /// Generations count per slot, so a replaced process is known by its slot and generation.
+    func retiredExited(_ entry: inout ServiceEntry, index: Int, generation: Int, status: ExitStatus) {
+        guard let position = entry.retiring.firstIndex(where: { $0.record.index == index && $0.live.generation == generation }) else { return }
         let retiring = entry.retiring.remove(at: position)
         ports.release(retiring.portOwner)
         if let backend = retiring.live.backend { endedRequests[entry.spec.name, default: 0] += backend.counters.requestsTotal }
@@ -314,9 +315,9 @@ extension Supervisor {
             let bound = Duration.seconds(entry.spec.restart.startSeconds) + entry.spec.health.interval * (entry.spec.health.rise + 2)
                 + entry.spec.health.timeout + .seconds(30)
             await waitUntil(timeout: bound) { supervisor in
-                supervisor.services[name]?.retiring.first { $0.live.generation == generation }.map { $0.phase == .stopping } ?? true
+                supervisor.services[name]?.retiring.first { $0.record.index == index && $0.live.generation == generation }.map { $0.phase == .stopping } ?? true
             }
-            if services[name]?.retiring.contains(where: { $0.live.generation == generation && $0.phase == .serving }) == true {
+            if services[name]?.retiring.contains(where: { $0.record.index == index && $0.live.generation == generation && $0.phase == .serving }) == true {
                 emit("rollout-stalled", service: name, index: index,
                      message: "the replacement did not become ready within \(DurationText.format(bound)); the old process keeps serving, the remaining instances were not restarted")
                 return

@@ -503,7 +503,7 @@ public actor Supervisor {
     func processExited(service: String, index: Int, generation: Int, status: ExitStatus) {
         guard var entry = services[service] else { return }
         guard let live = entry.live[index], live.generation == generation, var record = entry.records[index] else {
-            retiredExited(&entry, generation: generation, status: status)
+            retiredExited(&entry, index: index, generation: generation, status: status)
             services[service] = entry
             reconcile()
             return
