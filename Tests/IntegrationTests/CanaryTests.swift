@@ -124,6 +124,28 @@ import Testing
         }
     }
 
+    @Test(.enabled(if: isRoot)) func aReloadOfAChangedManifestGoesThroughTheCanary() async throws {
+        let port = ProxyTests.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(port: port, version: 1)]) { d in
+            try await d.start()
+            let ready = await eventually(20) { ProxyTests.readyCount(d, "web") == 2 }
+            try #require(ready)
+            let before = try Self.pids(d)
+            let load = try ProxyTests.Load(port: port, clients: 6, directory: d.directory)
+            try d.write(service: "web", Self.service(port: port, version: 2, behavior: "fail"))
+            #expect(d.ctl("reload").code == 0)
+            let decided = await eventually(60) { (try Self.history(d).revisions.last?.outcome ?? "").hasPrefix("rolled back") }
+            _ = try load.finish()
+            #expect(decided)
+            let table = d.ctl("history", "web")
+            #expect(table.code == 0)
+            #expect(table.stdout.contains("reload"), "\(table.stdout)")
+            #expect(table.stdout.contains("rolled back: error rate"), "\(table.stdout)")
+            #expect(table.stdout.contains("environment (BEHAVIOR, VERSION)"), "\(table.stdout)")
+            #expect(try Self.pids(d) == before)
+        }
+    }
+
     @Test(.enabled(if: isRoot)) func aDaemonKilledDuringACanaryComesBackOnOneRevision() async throws {
         let port = ProxyTests.freePort()
         try await DaemonHarness.with(services: ["web": Self.service(port: port, version: 1)]) { d in
@@ -152,7 +174,8 @@ import Testing
             #expect(leftover.isEmpty, "\(leftover)")
             // Every instance runs revision 1: its answers say so.
             let seen = try ProxyTests.hits(d, port: port, count: 6)
-            #expect(seen.allSatisfy { !$0.hasPrefix("HTTP") }, "\(seen)")
+            let allAnswered = seen.allSatisfy { !$0.hasPrefix("HTTP") }
+            #expect(allAnswered, "\(seen)")
         }
     }
 }
