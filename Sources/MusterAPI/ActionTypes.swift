@@ -95,3 +95,26 @@ public struct VersionResponse: Codable, Sendable, Equatable {
 public enum MusterVersion {
     public static let current = "0.1.0"
 }
+
+/// `POST /v1/services/{name}/deploy` and `/rollback`.
+public struct DeployResponse: Codable, Sendable, Equatable {
+    public var service: String
+    /// The revision being deployed (a canary's, for strategy canary); nil when nothing changed.
+    public var revision: Int?
+    /// "canary", "rolling", or "none" (unchanged).
+    public var strategy: String
+    public var message: String
+
+    public init(service: String, revision: Int?, strategy: String, message: String) {
+        self.service = service
+        self.revision = revision
+        self.strategy = strategy
+        self.message = message
+    }
+}
+
+/// `POST /v1/services/{name}/rollback` body; no revision: the previous good one.
+public struct RollbackRequest: Codable, Sendable, Equatable {
+    public var revision: Int?
+    public init(revision: Int? = nil) { self.revision = revision }
+}

@@ -12,27 +12,7 @@ extension StatusResponse {
             out.raw(",\"desired\":"); out.integer(service.desired)
             out.raw(",\"started\":"); out.raw(service.started ? "true" : "false")
             out.raw(",\"instances\":[")
-            for (j, row) in service.instances.enumerated() {
-                if j > 0 { out.raw(",") }
-                out.raw("{\"id\":"); out.string(row.id)
-                out.raw(",\"index\":"); out.integer(row.index)
-                out.raw(",\"state\":"); out.string(row.state)
-                out.raw(",\"pid\":"); out.integer(row.pid.map(Int.init))
-                out.raw(",\"port\":"); out.integer(row.port)
-                out.raw(",\"restarts\":"); out.integer(row.restarts)
-                out.raw(",\"uptime_seconds\":"); out.number(row.uptimeSeconds)
-                out.raw(",\"cgroup\":"); out.string(row.cgroup)
-                out.raw(",\"reason\":"); out.string(row.reason)
-                out.raw(",\"cpu_seconds\":"); out.number(row.cpuSeconds)
-                out.raw(",\"cpu_percent\":"); out.number(row.cpuPercent)
-                out.raw(",\"memory_bytes\":"); out.unsigned(row.memoryBytes)
-                out.raw(",\"user\":"); out.string(row.user)
-                out.raw(",\"ready\":"); out.raw(row.ready ? "true" : "false")
-                out.raw(",\"health\":"); out.string(row.health)
-                out.raw(",\"connections\":"); out.integer(row.connections)
-                out.raw(",\"rps\":"); out.number(row.rps)
-                out.raw("}")
-            }
+            Self.write(service.instances, to: &out)
             out.raw("],\"source\":"); out.string(service.source)
             out.raw(",\"proxy\":")
             if let proxy = service.proxy {
@@ -76,10 +56,49 @@ extension StatusResponse {
                 }
                 out.raw("]")
             }
+            // Written only when present, as Codable's encodeIfPresent would.
+            if let revision = service.revision { out.raw(",\"revision\":"); out.integer(revision) }
+            if let canary = service.canary {
+                out.raw(",\"canary\":{\"revision\":"); out.integer(canary.revision)
+                out.raw(",\"phase\":"); out.string(canary.phase)
+                out.raw(",\"weight\":"); out.number(canary.weight)
+                out.raw(",\"duration_seconds\":"); out.number(canary.durationSeconds)
+                if let elapsed = canary.elapsedSeconds { out.raw(",\"elapsed_seconds\":"); out.number(elapsed) }
+                out.raw(",\"requests\":"); out.integer(canary.requests)
+                out.raw(",\"error_rate\":"); out.number(canary.errorRate)
+                if let p99 = canary.p99Seconds, p99.isFinite { out.raw(",\"p99_seconds\":"); out.number(p99) }
+                out.raw(",\"instances\":[")
+                Self.write(canary.instances, to: &out)
+                out.raw("]}")
+            }
             out.raw("}")
         }
         out.raw("]}\n")
         return out.bytes
+    }
+
+    private static func write(_ instances: [InstanceStatus], to out: inout JSONWriter) {
+        for (j, row) in instances.enumerated() {
+            if j > 0 { out.raw(",") }
+            out.raw("{\"id\":"); out.string(row.id)
+            out.raw(",\"index\":"); out.integer(row.index)
+            out.raw(",\"state\":"); out.string(row.state)
+            out.raw(",\"pid\":"); out.integer(row.pid.map(Int.init))
+            out.raw(",\"port\":"); out.integer(row.port)
+            out.raw(",\"restarts\":"); out.integer(row.restarts)
+            out.raw(",\"uptime_seconds\":"); out.number(row.uptimeSeconds)
+            out.raw(",\"cgroup\":"); out.string(row.cgroup)
+            out.raw(",\"reason\":"); out.string(row.reason)
+            out.raw(",\"cpu_seconds\":"); out.number(row.cpuSeconds)
+            out.raw(",\"cpu_percent\":"); out.number(row.cpuPercent)
+            out.raw(",\"memory_bytes\":"); out.unsigned(row.memoryBytes)
+            out.raw(",\"user\":"); out.string(row.user)
+            out.raw(",\"ready\":"); out.raw(row.ready ? "true" : "false")
+            out.raw(",\"health\":"); out.string(row.health)
+            out.raw(",\"connections\":"); out.integer(row.connections)
+            out.raw(",\"rps\":"); out.number(row.rps)
+            out.raw("}")
+        }
     }
 }
 
@@ -113,17 +132,17 @@ struct JSONWriter {
         guard let value else { return raw("null") }
         bytes.append(UInt8(ascii: "\""))
         for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): raw("\\\"")
-            case UInt8(ascii: "\\"): raw("\\\\")
-            case UInt8(ascii: "\n"): raw("\\n")
-            case UInt8(ascii: "\r"): raw("\\r")
-            case UInt8(ascii: "\t"): raw("\\t")
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 15)]])
-            default: bytes.append(byte)
-            }
+        switch byte {
+        case UInt8(ascii: "\""): raw("\\\"")
+        case UInt8(ascii: "\\"): raw("\\\\")
+        case UInt8(ascii: "\n"): raw("\\n")
+        case UInt8(ascii: "\r"): raw("\\r")
+        case UInt8(ascii: "\t"): raw("\\t")
+        case 0..<0x20:
+            let hex = Array("0123456789abcdef".utf8)
+            bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+        default: bytes.append(byte)
+        }
         }
         bytes.append(UInt8(ascii: "\""))
     }

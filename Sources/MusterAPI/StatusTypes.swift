@@ -17,6 +17,10 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
     public var proxy: ProxyStatus?
     /// The autoscaler's state; nil when the service has no `[autoscale]`.
     public var autoscale: AutoscaleSummary?
+    /// The revision the service's own instances run; nil before any is recorded.
+    public var revision: Int?
+    /// A canary being judged or promoted; nil when there is none.
+    public var canary: CanaryStatus?
     /// Services it `requires` and `wants` (manifest order).
     public var requires: [String] = []
     public var wants: [String] = []
@@ -25,7 +29,7 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
     public var waitingFor: [String] = []
 
     private enum CodingKeys: String, CodingKey {
-        case name, desired, started, instances, source, proxy, autoscale, requires, wants
+        case name, desired, started, instances, source, proxy, autoscale, requires, wants, revision, canary
         case waitingFor = "waiting_for"
     }
 
@@ -42,6 +46,8 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
         requires = try c.decodeIfPresent([String].self, forKey: .requires) ?? []
         wants = try c.decodeIfPresent([String].self, forKey: .wants) ?? []
         waitingFor = try c.decodeIfPresent([String].self, forKey: .waitingFor) ?? []
+        revision = try c.decodeIfPresent(Int.self, forKey: .revision)
+        canary = try c.decodeIfPresent(CanaryStatus.self, forKey: .canary)
     }
 
     public init(name: String, desired: Int, started: Bool, instances: [InstanceStatus], source: String, proxy: ProxyStatus? = nil,
@@ -194,5 +200,73 @@ public struct ProxyStatus: Codable, Sendable, Equatable {
         try c.encode(requestsTotal, forKey: .requestsTotal)
         try c.encode(rps, forKey: .rps)
         try c.encode(error, forKey: .error)
+    }
+}
+
+/// A canary deploy in progress: the new revision's instances beside the old ones.
+public struct CanaryStatus: Codable, Sendable, Equatable {
+    public var revision: Int
+    /// "starting" (not every canary instance ready yet), "judging", "promoting" (the rolling
+    /// restart to the new revision is under way).
+    public var phase: String
+    /// Share of the proxy's requests sent to the canary, 0…1.
+    public var weight: Double
+    public var durationSeconds: Double
+    /// Time judged so far (since every canary instance was ready).
+    public var elapsedSeconds: Double?
+    public var requests: Int
+    public var errorRate: Double
+    /// Upper bound of the latency bucket holding the 99th percentile; nil before any request.
+    public var p99Seconds: Double?
+    public var instances: [InstanceStatus]
+
+    public init(revision: Int, phase: String, weight: Double, durationSeconds: Double, elapsedSeconds: Double?,
+                requests: Int, errorRate: Double, p99Seconds: Double?, instances: [InstanceStatus]) {
+        self.revision = revision
+        self.phase = phase
+        self.weight = weight
+        self.durationSeconds = durationSeconds
+        self.elapsedSeconds = elapsedSeconds
+        self.requests = requests
+        self.errorRate = errorRate
+        self.p99Seconds = p99Seconds
+        self.instances = instances
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case revision, phase, weight, requests, instances
+        case durationSeconds = "duration_seconds", elapsedSeconds = "elapsed_seconds", errorRate = "error_rate", p99Seconds = "p99_seconds"
+    }
+}
+
+/// `GET /v1/services/{name}/history`.
+public struct HistoryResponse: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var number: Int
+        /// Seconds since 1970.
+        public var time: Double
+        public var changes: [String]
+        public var source: String
+        /// "deployed", "promoted", "rolled back: <reason>", "superseded", "canary (being judged)".
+        public var outcome: String
+        /// The service's own instances run this one.
+        public var current: Bool
+
+        public init(number: Int, time: Double, changes: [String], source: String, outcome: String, current: Bool) {
+            self.number = number
+            self.time = time
+            self.changes = changes
+            self.source = source
+            self.outcome = outcome
+            self.current = current
+        }
+    }
+
+    public var service: String
+    public var revisions: [Entry]
+
+    public init(service: String, revisions: [Entry]) {
+        self.service = service
+        self.revisions = revisions
     }
 }

@@ -31,7 +31,8 @@ public enum ControlAPI {
     public static let routes = [
         "GET /v1/version", "GET /v1/status", "POST /v1/start", "POST /v1/stop", "POST /v1/restart",
         "POST /v1/signal", "POST /v1/services/{name}/scale",
-        "GET /v1/services/{name}/autoscale", "POST /v1/services/{name}/autoscale/pause", "POST /v1/services/{name}/autoscale/resume", "POST /v1/reload", "GET /v1/logs", "GET /v1/logs/{target}",
+        "GET /v1/services/{name}/autoscale", "POST /v1/services/{name}/autoscale/pause", "POST /v1/services/{name}/autoscale/resume",
+        "POST /v1/services/{name}/deploy", "POST /v1/services/{name}/rollback", "GET /v1/services/{name}/history", "POST /v1/reload", "GET /v1/logs", "GET /v1/logs/{target}",
         "GET /v1/events", "POST /v1/shutdown",
     ]
 
@@ -99,6 +100,16 @@ public enum ControlAPI {
         }
         v1.post("services/:name/autoscale/resume") { _, context in
             JSONBody.response(ActionResponse(results: try await supervisor.setAutoscalePaused(context.parameters.get("name") ?? "", paused: false)))
+        }
+        v1.post("services/:name/deploy") { _, context in
+            JSONBody.response(try await supervisor.deploy(context.parameters.get("name") ?? ""))
+        }
+        v1.post("services/:name/rollback") { request, context in
+            let body = try await decode(RollbackRequest.self, request, context)
+            return JSONBody.response(try await supervisor.rollback(context.parameters.get("name") ?? "", to: body.revision))
+        }
+        v1.get("services/:name/history") { _, context in
+            JSONBody.response(try await supervisor.history(context.parameters.get("name") ?? ""))
         }
         v1.post("reload") { request, _ in
             let dryRun = ["1", "true", "yes"].contains(request.uri.queryParameters.get("dry_run") ?? "")

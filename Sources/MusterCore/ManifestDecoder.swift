@@ -104,6 +104,7 @@ public enum ManifestDecoder {
             }
         }
         section("isolation") { reader in decodeIsolation(&reader, into: &spec.isolation) }
+        section("deploy") { reader in decodeDeploy(&reader, into: &spec.deploy) }
         section("export") { reader in
             if let image = reader.string("image", example: "\"registry.example/web:1.4\"") {
                 if image.isEmpty || image.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
@@ -146,6 +147,45 @@ public enum ManifestDecoder {
             reader.fail(key, .string("0s"), "must be longer than 0 (try \"1s\")")
         }
         return spec
+    }
+
+    /// `[deploy]`: the strategy and, for a canary, its size, share of traffic and limits.
+    private static func decodeDeploy(_ reader: inout TableReader, into deploy: inout DeploySpec) {
+        if let text = reader.string("strategy", example: "\"canary\"") {
+            if let strategy = DeploySpec.Strategy(rawValue: text) { deploy.strategy = strategy }
+            else { reader.fail("strategy", .string(text), "must be rolling or canary (try strategy = \"canary\")") }
+        }
+        if let count = reader.integer("canary_instances", example: "1", range: 1...1000) { deploy.canaryInstances = count }
+        if let share = percent(&reader, "canary_weight", example: "\"10%\"") {
+            if share <= 0 || share >= 1 { reader.fail("canary_weight", .string(String(share)), "must be more than 0% and less than 100% (try canary_weight = \"10%\")") }
+            else { deploy.canaryWeight = share }
+        }
+        if let value = reader.duration("canary_duration", example: "\"30s\"") {
+            if value <= .zero { reader.fail("canary_duration", .string("0s"), "must be longer than 0 (try \"30s\")") }
+            else { deploy.canaryDuration = value }
+        }
+        if let share = percent(&reader, "max_error_rate", example: "\"1%\"") { deploy.maxErrorRate = share }
+        if let value = reader.duration("max_p99", example: "\"250ms\"") {
+            if value <= .zero { reader.fail("max_p99", .string("0s"), "must be longer than 0 (try \"250ms\")") }
+            else { deploy.maxP99 = value }
+        }
+    }
+
+    /// "10%" or "0.5%" → 0.1, 0.005; a bare number 0…1 is taken as a fraction.
+    private static func percent(_ reader: inout TableReader, _ key: String, example: String) -> Double? {
+        guard let node = reader.value(key) else { return nil }
+        let value: Double?
+        switch node {
+        case .string(let text) where text.hasSuffix("%"): value = Double(String(text.dropLast().filter { $0 != " " })).map { $0 / 100 }
+        case .float(let number): value = number
+        case .integer(let number): value = Double(number)
+        default: value = nil
+        }
+        guard let value, value.isFinite, (0...1).contains(value) else {
+            reader.fail(key, node, "not a share between 0% and 100% (try \(key) = \(example))")
+            return nil
+        }
+        return value
     }
 
     /// nil when a required key is missing or a key is wrong (the reader holds why).

@@ -24,6 +24,8 @@ public final class MetricsExporter: Sendable {
         var latency: [String: (buckets: [Int], sumNanos: Int)] = [:]
         /// Series shown at the last scrape, so gauges of vanished instances can be removed.
         var gauges: [String: CoreMetrics.Gauge] = [:]
+        /// Canary promotions and rollbacks per service at the last scrape.
+        var canaries: [String: (promotions: Int, rollbacks: Int)] = [:]
     }
 
     public init() {
@@ -50,6 +52,12 @@ public final class MetricsExporter: Sendable {
             for service in snapshot.services {
                 let name = service.name
                 gauge("muster_service_desired_instances", [("service", name)], Double(service.desired))
+                if !name.contains("@") {
+                    let last = state.canaries[name] ?? (0, 0)
+                    count("muster_canary_promotions_total", [("service", name)], by: service.canaries.promotions - last.promotions)
+                    count("muster_canary_rollbacks_total", [("service", name)], by: service.canaries.rollbacks - last.rollbacks)
+                    state.canaries[name] = (service.canaries.promotions, service.canaries.rollbacks)
+                }
                 if let scaler = service.autoscale {
                     let labels = [("service", name), ("metric", scaler.metric)]
                     gauge("muster_autoscale_desired_instances", [("service", name)], Double(scaler.desired))

@@ -15,6 +15,9 @@ public final class BackendSet: Sendable {
 
     private struct State {
         var ready: [Backend] = []
+        /// A canary's instances beside `ready`, sent `canaryWeight` of the requests.
+        var canary: [Backend] = []
+        var canaryWeight: Double = 0
         var waiters: [Int: Waiter] = [:]
         var nextWaiterID = 0
         var activator: (@Sendable () -> Void)?
@@ -22,6 +25,10 @@ public final class BackendSet: Sendable {
 
     private let state = NIOLockedValueBox(State())
     private let cursor = ManagedAtomic<Int>(0)
+    private let canaryCursor = ManagedAtomic<Int>(0)
+    /// Counts picks; pick n goes to the canary when ⌊(n+1)·w⌋ > ⌊n·w⌋, so exactly a share w of any
+    /// run of picks does, spread evenly (a credit counter, not a coin).
+    private let picks = ManagedAtomic<Int>(0)
     /// Requests (http) or connections (tcp) waiting for a ready instance right now.
     public let queued = ManagedAtomic<Int>(0)
 
@@ -34,14 +41,20 @@ public final class BackendSet: Sendable {
         state.withLockedValue { $0.activator = hook }
     }
 
-    /// The instances in rotation, in index order.
-    public var ready: [Backend] { state.withLockedValue { $0.ready } }
+    /// The instances in rotation, in index order, then the canary's.
+    public var ready: [Backend] { state.withLockedValue { $0.ready + $0.canary } }
 
-    /// Replaces the rotation. Waiting requests are handed out round robin over the new list.
-    public func setReady(_ backends: [Backend]) {
+    /// Replaces the rotation. Waiting requests are handed out over the new list.
+    /// - Parameters:
+    ///   - backends: the service's own instances.
+    ///   - canary: a canary's instances, sent `canaryWeight` (0…1) of the requests while the
+    ///     service has instances of its own; all of them when it has none.
+    public func setReady(_ backends: [Backend], canary: [Backend] = [], canaryWeight: Double = 0) {
         let released: [Waiter] = state.withLockedValue { state in
             state.ready = backends.sorted { $0.index < $1.index }
-            guard !backends.isEmpty else { return [] }
+            state.canary = canary.sorted { $0.index < $1.index }
+            state.canaryWeight = min(max(canaryWeight, 0), 1)
+            guard !backends.isEmpty || !canary.isEmpty else { return [] }
             let waiters = Array(state.waiters.values)
             state.waiters.removeAll()
             return waiters
@@ -57,11 +70,27 @@ public final class BackendSet: Sendable {
     /// The next ready instance in round-robin order, skipping `excluded` (instances this request
     /// already failed on); nil when none is left.
     public func next(excluding excluded: [Backend] = []) -> Backend? {
-        let ready = state.withLockedValue { $0.ready }
-        guard !ready.isEmpty else { return nil }
-        let start = cursor.loadThenWrappingIncrement(ordering: .relaxed)
-        for offset in 0..<ready.count {
-            let candidate = ready[(start &+ offset) % ready.count]
+        let (ready, canary, weight) = state.withLockedValue { ($0.ready, $0.canary, $0.canaryWeight) }
+        guard !canary.isEmpty else { return Self.roundRobin(ready, cursor, excluding: excluded) }
+        let n = picks.loadThenWrappingIncrement(ordering: .relaxed) & Int(Int32.max)
+        let toCanary = ready.isEmpty || Self.isCanaryPick(n, weight: weight)
+        // A request that already failed on one side tries the other rather than failing.
+        if toCanary {
+            return Self.roundRobin(canary, canaryCursor, excluding: excluded) ?? Self.roundRobin(ready, cursor, excluding: excluded)
+        }
+        return Self.roundRobin(ready, cursor, excluding: excluded) ?? Self.roundRobin(canary, canaryCursor, excluding: excluded)
+    }
+
+    /// Whether pick `n` (0, 1, 2, …) belongs to a share `weight` of picks, evenly spread.
+    public static func isCanaryPick(_ n: Int, weight: Double) -> Bool {
+        (Double(n + 1) * weight).rounded(.down) > (Double(n) * weight).rounded(.down)
+    }
+
+    private static func roundRobin(_ list: [Backend], _ cursor: ManagedAtomic<Int>, excluding excluded: [Backend]) -> Backend? {
+        guard !list.isEmpty else { return nil }
+        let start = cursor.loadThenWrappingIncrement(ordering: .relaxed) & Int(Int32.max)
+        for offset in 0..<list.count {
+            let candidate = list[(start &+ offset) % list.count]
             if !excluded.contains(where: { $0 === candidate }) { return candidate }
         }
         return nil
@@ -73,7 +102,7 @@ public final class BackendSet: Sendable {
         if let backend = next() { return eventLoop.makeSucceededFuture(backend) }
         let promise = eventLoop.makePromise(of: Backend.self)
         let (registered, activator): (Bool, (@Sendable () -> Void)?) = state.withLockedValue { state in
-            guard state.ready.isEmpty else { return (false, nil) }
+            guard state.ready.isEmpty && state.canary.isEmpty else { return (false, nil) }
             let id = state.nextWaiterID
             state.nextWaiterID += 1
             let timeoutTask = eventLoop.scheduleTask(in: timeout) { [weak self] in

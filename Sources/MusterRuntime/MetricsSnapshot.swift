@@ -14,6 +14,8 @@ public struct MetricsSnapshot: Sendable {
         public var queued: Int
         /// The autoscaler's state; nil when the service has no `[autoscale]`.
         public var autoscale: AutoscaleSummary?
+        /// Canary promotions and rollbacks since musterd started.
+        public var canaries = CanaryTally()
     }
 
     public struct Instance: Sendable {
@@ -50,6 +52,7 @@ extension Supervisor {
             services.append(.init(name: name, desired: entry.removing ? 0 : entry.intent.desired, instances: instances,
                                   proxy: proxy?.counters, queued: proxy?.backends.queued.load(ordering: .relaxed) ?? 0,
                                   autoscale: autoscaleSummary(name, entry: entry)))
+            services[services.count - 1].canaries = canaryTallies[name] ?? CanaryTally()
         }
         return MetricsSnapshot(services: services)
     }

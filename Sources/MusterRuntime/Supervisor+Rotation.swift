@@ -154,8 +154,10 @@ extension Supervisor {
     /// Hands the proxy the instances that are ready and not on their way out, plus replaced ones
     /// still serving until their successor is ready.
     func publishRotation(_ entry: inout ServiceEntry) {
-        guard let proxy = proxies[entry.spec.name] else {
+        let owner = entry.canaryOf ?? entry.spec.name
+        guard let proxy = proxies[owner] else {
             entry.published = []
+            entry.publishedBackends = []
             return
         }
         var rotation: [Backend] = []
@@ -168,7 +170,14 @@ extension Supervisor {
         let identities = rotation.map(ObjectIdentifier.init).sorted()
         guard identities != entry.published else { return }
         entry.published = identities
-        proxy.backends.setReady(rotation)
+        entry.publishedBackends = rotation
+        // The other half of the weighted rotation is read from the table, this half from `entry`
+        // (the caller's copy, not yet stored back).
+        let name = entry.spec.name
+        let saved = services[name]
+        services[name] = entry
+        publishCombined(owner, proxy: proxy)
+        services[name] = saved
     }
 
     // MARK: Draining
@@ -203,7 +212,7 @@ extension Supervisor {
             record.deadline = now + entry.spec.stop.timeout
             entry.records[index] = record
             sendStopSignal(entry, index: index)
-        } else if let position = entry.retiring.firstIndex(where: { $0.live.generation == generation }),
+        } else if let position = entry.retiring.firstIndex(where: { $0.record.index == index && $0.live.generation == generation }),
                   entry.retiring[position].phase == .draining {
             var retiring = entry.retiring[position]
             _ = InstanceLifecycle.stopRequested(&retiring.record, purpose: .halt, timeout: retiring.stop.timeout, now: now)
@@ -258,8 +267,9 @@ extension Supervisor {
     }
 
     /// The exit of a replaced process (or of nothing we know: a stale report).
-    func retiredExited(_ entry: inout ServiceEntry, generation: Int, status: ExitStatus) {
-        guard let position = entry.retiring.firstIndex(where: { $0.live.generation == generation }) else { return }
+    /// Generations count per slot, so a replaced process is known by its slot and generation.
+    func retiredExited(_ entry: inout ServiceEntry, index: Int, generation: Int, status: ExitStatus) {
+        guard let position = entry.retiring.firstIndex(where: { $0.record.index == index && $0.live.generation == generation }) else { return }
         let retiring = entry.retiring.remove(at: position)
         ports.release(retiring.portOwner)
         if let backend = retiring.live.backend { endedRequests[entry.spec.name, default: 0] += backend.counters.requestsTotal }
@@ -305,9 +315,9 @@ extension Supervisor {
             let bound = Duration.seconds(entry.spec.restart.startSeconds) + entry.spec.health.interval * (entry.spec.health.rise + 2)
                 + entry.spec.health.timeout + .seconds(30)
             await waitUntil(timeout: bound) { supervisor in
-                supervisor.services[name]?.retiring.first { $0.live.generation == generation }.map { $0.phase == .stopping } ?? true
+                supervisor.services[name]?.retiring.first { $0.record.index == index && $0.live.generation == generation }.map { $0.phase == .stopping } ?? true
             }
-            if services[name]?.retiring.contains(where: { $0.live.generation == generation && $0.phase == .serving }) == true {
+            if services[name]?.retiring.contains(where: { $0.record.index == index && $0.live.generation == generation && $0.phase == .serving }) == true {
                 emit("rollout-stalled", service: name, index: index,
                      message: "the replacement did not become ready within \(DurationText.format(bound)); the old process keeps serving, the remaining instances were not restarted")
                 return

@@ -101,6 +101,9 @@ public actor Supervisor {
         var retiring: [RetiringInstance] = []
         /// The rotation last handed to the proxy, to publish only changes.
         var published: [ObjectIdentifier] = []
+        var publishedBackends: [Backend] = []
+        /// Set on a canary's internal entry ("web@7"): the service it is a canary of.
+        var canaryOf: String?
     }
 
     private struct Waiter {
@@ -126,6 +129,14 @@ public actor Supervisor {
     var endedRequests: [String: Int] = [:]
     /// One per service with an `[autoscale]` table.
     var autoscalers: [String: AutoscaleState] = [:]
+    /// Canary deploys in progress, by service (Supervisor+Canary.swift).
+    var canaries: [String: CanaryRun] = [:]
+    /// Each service's revisions, as in the revision store.
+    var histories: [String: RevisionHistory] = [:]
+    /// What each service's manifest said when it was last deployed from disk: reload compares
+    /// the disk to this, so a rollback sticks until the manifest changes.
+    var diskSpecs: [String: ServiceSpec] = [:]
+    var canaryTallies: [String: CanaryTally] = [:]
     /// The autoscaler's loop, parked while no service autoscales (so an idle daemon without
     /// autoscaled services is not woken ten times a second); resumed when one appears or at shutdown.
     var autoscalerParked: CheckedContinuation<Void, Never>?
@@ -171,6 +182,7 @@ public actor Supervisor {
         await bindListeners()
         await stopLeftovers()
         leftoversCleared = true
+        restoreRevisions()
         emit("daemon-started", message: "musterd started with \(services.count) service(s); cgroups: \(deps.cgroups.mode.rawValue)")
         syncAutoscalers(now: .now)
         saveIntents()
@@ -208,6 +220,11 @@ public actor Supervisor {
         }
         for group in leftovers {
             for _ in 0..<50 where !cgroups.remove(group) { try? await Task.sleep(for: .milliseconds(10)) }
+        }
+        // A canary's folder ("web@7") belongs to no service of the new daemon: remove it too.
+        for service in Set(leftovers.compactMap { $0.relativePath.split(separator: "/").dropFirst().first.map(String.init) })
+            where services[service] == nil {
+            cgroups.removeService(service)
         }
     }
 
@@ -285,7 +302,7 @@ public actor Supervisor {
                 services[name] = nil
                 closeProxy(name)
                 deps.cgroups.removeService(name)
-                emit("removed", service: name, message: "service removed")
+                if entry.canaryOf == nil { emit("removed", service: name, message: "service removed") }
                 continue
             }
             services[name] = entry
@@ -500,7 +517,7 @@ public actor Supervisor {
     func processExited(service: String, index: Int, generation: Int, status: ExitStatus) {
         guard var entry = services[service] else { return }
         guard let live = entry.live[index], live.generation == generation, var record = entry.records[index] else {
-            retiredExited(&entry, generation: generation, status: status)
+            retiredExited(&entry, index: index, generation: generation, status: status)
             services[service] = entry
             reconcile()
             return
@@ -690,7 +707,7 @@ public actor Supervisor {
                                message: "reload refused: \(error.issues.count) problem(s) in the manifests; nothing was changed",
                                details: error.issues.map(\.description))
         }
-        let current = services.values.filter { !$0.removing }.map(\.spec)
+        let current = services.values.filter { !$0.removing && $0.canaryOf == nil }.map { diskSpecs[$0.spec.name] ?? $0.spec }
         let plan = ReloadPlan(current: current, next: specs)
         guard !dryRun else { return (plan, false) }
         deps.notify("RELOADING=1")
@@ -699,9 +716,16 @@ public actor Supervisor {
         try await applyProxies(specs)
         let now = ContinuousClock.now
         var rolling: [(String, [Int])] = []
+        var canaryStarts: [ServiceSpec] = []
         for spec in specs {
             if var entry = services[spec.name], !entry.removing {
+                if plan.changed.contains(spec.name), wantsCanary(entry, spec) {
+                    diskSpecs[spec.name] = spec
+                    canaryStarts.append(spec)
+                    continue
+                }
                 if plan.changed.contains(spec.name) {
+                    recordDeployed(spec.name, spec, source: "reload")
                     // Before the spec is swapped: the old processes stop the way the old manifest says.
                     // Behind a proxy the restart is rolling, so the service keeps serving.
                     if spec.proxy != nil && entry.spec.proxy != nil { rolling.append((spec.name, entry.records.keys.sorted())) }
@@ -711,18 +735,26 @@ public actor Supervisor {
                     entry.intent.desired = spec.instances
                     entry.intent.manifestInstances = spec.instances
                 }
-                entry.spec = spec
+                entry.spec = specAfterReload(spec.name, running: entry.spec, disk: spec, changed: plan.changed.contains(spec.name))
                 services[spec.name] = entry
             } else if services[spec.name]?.removing == true {
                 // Removed and re-added before its instances were gone: start afresh when they are.
                 services[spec.name]!.removing = false
                 services[spec.name]!.spec = spec
                 services[spec.name]!.intent = ServiceIntent(desired: spec.instances)
+                diskSpecs[spec.name] = spec
+                recordDeployed(spec.name, spec, source: "reload")
             } else {
                 services[spec.name] = ServiceEntry(spec: spec, intent: ServiceIntent(desired: spec.instances))
+                diskSpecs[spec.name] = spec
+                recordDeployed(spec.name, spec, source: "reload")
             }
         }
-        for name in plan.removed { services[name]?.removing = true }
+        for name in plan.removed {
+            supersedeCanary(name)
+            services[name]?.removing = true
+            diskSpecs[name] = nil
+        }
         syncAutoscalers(now: now)
         saveIntents()
         var summary: [String] = []
@@ -734,6 +766,7 @@ public actor Supervisor {
         emit("reloaded", message: summary.isEmpty ? "reloaded; nothing changed" : "reloaded: " + summary.joined(separator: "; "))
         reconcile()
         for (name, indexes) in rolling { Task { await self.rollingRestart(name, indexes: indexes) } }
+        for spec in canaryStarts { startCanary(spec, source: "reload") }
         return (plan, true)
     }
 
@@ -745,28 +778,8 @@ public actor Supervisor {
         let now = ContinuousClock.now
         var result: [ServiceStatus] = []
         for name in services.keys.sorted() where names.isEmpty || names.contains(name) {
-            guard let entry = services[name] else { continue }
-            var rows: [InstanceStatus] = []
-            for index in entry.records.keys.sorted() {
-                let record = entry.records[index]!
-                let live = entry.live[index]
-                let usage = live?.usage?.read(now: now) ?? Cgroups.Usage()
-                let uptime = record.state.hasProcess ? record.spawnedAt.map { (now - $0).seconds } : nil
-                let waiting = waitReason(record, of: entry, name)
-                rows.append(InstanceStatus(
-                    id: "\(name):\(index)", index: index, state: waiting == nil ? record.state.rawValue : "waiting", pid: record.pid,
-                    port: ports.port(of: "\(name):\(index)"), restarts: record.restarts, uptimeSeconds: uptime,
-                    cgroup: live?.cgroup?.displayPath, reason: waiting ?? record.reason, cpuSeconds: usage.cpuSeconds,
-                    cpuPercent: usage.cpuPercent, memoryBytes: usage.memoryBytes,
-                    user: entry.spec.user ?? Accounts.currentUserName))
-                rows[rows.count - 1].ready = record.ready
-                rows[rows.count - 1].health = record.health?.lastResult?.message
-                if entry.spec.proxy != nil {
-                    let backend = live?.backend
-                    rows[rows.count - 1].connections = backend?.counters.inFlight.load(ordering: .relaxed) ?? 0
-                    rows[rows.count - 1].rps = backend.map { rates.rate(ObjectIdentifier($0), total: $0.counters.requestsTotal, now: now) } ?? 0
-                }
-            }
+            guard let entry = services[name], entry.canaryOf == nil else { continue }
+            let rows = instanceRows(name, entry: entry, now: now)
             result.append(ServiceStatus(name: name, desired: entry.removing ? 0 : entry.intent.desired,
                                         started: entry.intent.started, instances: rows, source: entry.spec.sourcePath,
                                         proxy: proxyStatus(name, entry: entry, now: now),
@@ -775,8 +788,35 @@ public actor Supervisor {
             result[result.count - 1].wants = entry.spec.wants
             let verdict = dependencyVerdict(name)
             result[result.count - 1].waitingFor = entry.intent.started ? verdict.requiredDown + verdict.waitingFor : []
+            result[result.count - 1].revision = histories[name]?.current
+            result[result.count - 1].canary = canaryStatus(name, now: now)
         }
         return StatusResponse(services: result)
+    }
+
+    func instanceRows(_ name: String, entry: ServiceEntry, now: ContinuousClock.Instant) -> [InstanceStatus] {
+        var rows: [InstanceStatus] = []
+        for index in entry.records.keys.sorted() {
+            let record = entry.records[index]!
+            let live = entry.live[index]
+            let usage = live?.usage?.read(now: now) ?? Cgroups.Usage()
+            let uptime = record.state.hasProcess ? record.spawnedAt.map { (now - $0).seconds } : nil
+            let waiting = waitReason(record, of: entry, name)
+            rows.append(InstanceStatus(
+                id: "\(name):\(index)", index: index, state: waiting == nil ? record.state.rawValue : "waiting", pid: record.pid,
+                port: ports.port(of: "\(name):\(index)"), restarts: record.restarts, uptimeSeconds: uptime,
+                cgroup: live?.cgroup?.displayPath, reason: waiting ?? record.reason, cpuSeconds: usage.cpuSeconds,
+                cpuPercent: usage.cpuPercent, memoryBytes: usage.memoryBytes,
+                user: entry.spec.user ?? Accounts.currentUserName))
+            rows[rows.count - 1].ready = record.ready
+            rows[rows.count - 1].health = record.health?.lastResult?.message
+            if entry.spec.proxy != nil {
+                let backend = live?.backend
+                rows[rows.count - 1].connections = backend?.counters.inFlight.load(ordering: .relaxed) ?? 0
+                rows[rows.count - 1].rps = backend.map { rates.rate(ObjectIdentifier($0), total: $0.counters.requestsTotal, now: now) } ?? 0
+            }
+        }
+        return rows
     }
 
     /// The log file of `service:index` (the first instance when no index is given).
@@ -808,7 +848,7 @@ public actor Supervisor {
             }
             switch target {
             case .all:
-                resolved += services.keys.sorted().filter { !services[$0]!.removing }.map { ($0, nil) }
+                resolved += services.keys.sorted().filter { !services[$0]!.removing && services[$0]!.canaryOf == nil }.map { ($0, nil) }
             case .service(let name):
                 guard services[name] != nil else { throw notFound(name) }
                 resolved.append((name, nil))
@@ -914,7 +954,7 @@ public actor Supervisor {
 
     func saveIntents() {
         guard let store = deps.store else { return }
-        let intents = services.filter { !$0.value.removing }.mapValues(\.intent)
+        let intents = services.filter { !$0.value.removing && $0.value.canaryOf == nil }.mapValues(\.intent)
         do { try store.save(intents) }
         catch { logger.error("cannot save state", metadata: ["path": "\(store.path)", "error": "\(error)"]) }
     }

@@ -62,6 +62,12 @@ enum StatusTable {
             if scaler.paused { line += ", paused" }
             lines.append(line)
         }
+        for service in status.services {
+            guard let canary = service.canary else { continue }
+            let pids = canary.instances.map { "\($0.id) \($0.state)" + ($0.pid.map { " pid \($0)" } ?? "") }
+            lines.append("\(service.name): " + DeployWatch.progress(canary)
+                         + " (running revision \(service.revision.map(String.init) ?? "-"); canary instances: \(pids.isEmpty ? "none yet" : pids.joined(separator: ", ")))")
+        }
         return lines.joined(separator: "\n")
     }
 

@@ -400,6 +400,8 @@ struct ControlRouteTests {
             // web has no [autoscale]: each autoscale route answers that, and is served.
             "GET /v1/services/{name}/autoscale": 409, "POST /v1/services/{name}/autoscale/pause": 409,
             "POST /v1/services/{name}/autoscale/resume": 409,
+            // web runs its manifest as it is on disk and has one revision: nothing to deploy; rollback wants a JSON body, as start does.
+            "POST /v1/services/{name}/deploy": 200, "POST /v1/services/{name}/rollback": 400, "GET /v1/services/{name}/history": 200,
         ]
         try await RouteHarness.run(specs: [RouteHarness.spec("web")]) { harness, api in
             for route in ControlAPI.routes.map(canonicalRoute) {

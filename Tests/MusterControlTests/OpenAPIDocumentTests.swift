@@ -49,6 +49,7 @@ struct OpenAPIDocumentTests {
         let bodies: [String: String] = [
             "POST /v1/start": "TargetsRequest", "POST /v1/stop": "TargetsRequest", "POST /v1/restart": "TargetsRequest",
             "POST /v1/signal": "SignalRequest", "POST /v1/services/{name}/scale": "ScaleRequest",
+            "POST /v1/services/{name}/rollback": "RollbackRequest",
         ]
         for route in ControlAPI.routes.map(canonicalRoute) {
             let parts = route.split(separator: " ").map(String.init)

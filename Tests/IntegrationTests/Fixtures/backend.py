@@ -8,6 +8,8 @@
   POST /upload     -> reads the body, answers its length
   --start-delay S  -> sleeps S seconds before listening (a slow starter)
   --notify         -> sends READY=1 to $NOTIFY_SOCKET once listening
+  $BEHAVIOR        -> how GET / answers, to make "versions" by editing a manifest: ok (default),
+                      fail (500), slow (after 600 ms), crash (exit 3 before listening)
 SIGTERM: stop accepting, let in-flight requests finish, exit 0.
 """
 import argparse, os, signal, socket, sys, threading, time
@@ -19,6 +21,9 @@ parser.add_argument("--start-delay", type=float, default=0)
 parser.add_argument("--notify", action="store_true")
 args = parser.parse_args()
 instance = os.environ.get("MUSTER_INSTANCE", "?")
+behavior = os.environ.get("BEHAVIOR", "ok")
+if behavior == "crash":
+    sys.exit(3)
 port = int(os.environ["PORT"])
 
 
@@ -49,6 +54,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, "".join(f"{k.lower()}: {v}\n" for k, v in self.headers.items()))
         if url.path == "/slow":
             time.sleep(int(parse_qs(url.query).get("ms", ["100"])[0]) / 1000)
+        if behavior == "fail":
+            return self.answer(500, "broken version\n")
+        if behavior == "slow":
+            time.sleep(0.6)
         self.answer(200, f"instance {instance}\n")
 
     do_HEAD = do_GET
