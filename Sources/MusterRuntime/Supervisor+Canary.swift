@@ -244,6 +244,14 @@ extension Supervisor {
     }
 
     /// A newer deploy replaces a canary not yet decided.
+    /// `stop SERVICE` (or `stop all`) during a canary: a stopped service is neither judged nor
+    /// promoted, so its canary is rolled back and the revision it ran stays current. A canary
+    /// already promoting is left to its rolling restart, which the stop then holds.
+    func endCanaryOfStoppedService(_ name: String) {
+        guard let run = canaries[name], run.phase != .promoting else { return }
+        rollBackCanary(name, reason: "\(name) was stopped")
+    }
+
     func supersedeCanary(_ name: String) {
         guard let run = canaries.removeValue(forKey: name) else { return }
         if run.phase != .promoting {

@@ -624,6 +624,7 @@ public actor Supervisor {
             guard var entry = services[name] else { continue }
             entry.intent.stop(index)
             services[name] = entry
+            if index == nil { endCanaryOfStoppedService(name) }
         }
         saveIntents()
         reconcile()

@@ -178,4 +178,31 @@ import Testing
             #expect(allAnswered, "\(seen)")
         }
     }
+
+    @Test(.enabled(if: isRoot)) func stoppingTheServiceDuringItsCanaryRollsTheCanaryBack() async throws {
+        let port = ProxyTests.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(port: port, version: 1)]) { d in
+            try await d.start()
+            let ready = await eventually(20) { ProxyTests.readyCount(d, "web") == 2 }
+            try #require(ready)
+            try d.write(service: "web", Self.service(port: port, version: 2, duration: "5m"))
+            #expect(d.ctl("deploy", "web").code == 0)
+            let judging = await eventually(20) { try d.status().services[0].canary?.phase == "judging" }
+            try #require(judging)
+            let canaryPid = try #require(try d.status().services[0].canary?.instances.first?.pid)
+            let stopped = d.ctl("stop", "web")
+            #expect(stopped.code == 0, "\(stopped.stdout)\(stopped.stderr)")
+            // A stopped service is neither judged nor promoted: its canary goes with it.
+            let gone = await eventually(20) { try d.status().services[0].canary == nil && !alive(canaryPid) }
+            #expect(gone)
+            #expect(try Self.history(d).revisions.map(\.outcome) == ["deployed", "rolled back: web was stopped"])
+            #expect(try d.status().services[0].revision == 1)
+            #expect(try Self.pids(d).isEmpty)
+            // Started again, it runs the revision it ran, with no canary.
+            #expect(d.ctl("start", "web").code == 0)
+            let back = await eventually(20) { ProxyTests.readyCount(d, "web") == 2 }
+            #expect(back)
+            #expect(try d.status().services[0].canary == nil)
+        }
+    }
 }
