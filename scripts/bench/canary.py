@@ -11,6 +11,10 @@ One http service (Tests/IntegrationTests/Fixtures/backend.py, 3 instances) behin
   good: a version answering 200. Prints client errors, and the time from `deploy` to the canary
         ready, to `promoted`, and to full promotion (every instance of the new revision, the
         canary gone).
+  baseline: the same bad version with `strategy = "rolling"`, what a supervisor without a
+        canary does (supervisord, PM2 reload, systemd units behind HAProxy): every instance is
+        replaced by one that answers 500. Client errors are counted over as long a window as the
+        bad canary deploy took to settle, and the run prints canary errors / rolling errors.
 """
 import argparse
 import json
@@ -65,7 +69,7 @@ class Load:
             return [r for r in self.records if start <= r[0] <= end]
 
 
-def manifest(port, version, behavior, args):
+def manifest(port, version, behavior, args, strategy="canary"):
     return f"""command = ["/usr/bin/python3", "{BACKEND}"]
 instances = 3
 environment = {{ BEHAVIOR = "{behavior}", VERSION = "{version}" }}
@@ -84,7 +88,7 @@ interval = "200ms"
 rise = 1
 fall = 2
 [deploy]
-strategy = "canary"
+strategy = "{strategy}"
 canary_instances = 1
 canary_weight = "{args.weight}%"
 canary_duration = "{args.duration}s"
@@ -189,6 +193,23 @@ def deploy_and_follow(muster, load, version, behavior, args, port):
     }
 
 
+def rolling_bad_deploy(muster, load, version, args, port, window):
+    """Deploys a bad `version` with strategy rolling; client errors over `window` s from deploy."""
+    before = {i["pid"] for i in muster.status()["instances"]}
+    muster.write(manifest(port, version, "fail", args, strategy="rolling"))
+    sent = time.monotonic()
+    code, out = muster.ctl("deploy", SERVICE)
+    if code != 0:
+        raise BenchError(f"musterctl deploy failed: {out}")
+    wait_until(lambda: (s := muster.status()) is not None and len(s["instances"]) == 3
+               and all(i["ready"] and i["pid"] not in before for i in s["instances"]), 60,
+               f"3 ready instances of version {version} (rolling)")
+    replaced = time.monotonic() - sent
+    time.sleep(max(0.0, sent + window - time.monotonic()))
+    records = load.window(sent, sent + window)
+    return {"requests": len(records), "failed": sum(1 for _, ok in records if not ok), "replaced": replaced}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", required=True)
@@ -220,6 +241,7 @@ def main():
         log(f"load: {args.clients} closed-loop clients; canary_weight {args.weight:g}%, canary_duration {args.duration:g}s, max_error_rate 1%")
         bad = deploy_and_follow(muster, load, 2, "fail", args, port)
         good = deploy_and_follow(muster, load, 3, "ok", args, port)
+        rolling = rolling_bad_deploy(muster, load, 4, args, port, bad["settled"] + 1.0)
         load.stop()
         load = None
         print(f"bad version (answers 500): {bad['outcome']}")
@@ -231,6 +253,13 @@ def main():
         print(f"  client errors: {good['failed']} of {good['requests']} requests")
         print(f"  deploy → canary ready {good['ready']:.2f} s, → promoted {good['decided']:.2f} s, "
               f"→ fully promoted (3 new instances, canary gone) {good['settled']:.2f} s")
+        bad_share = bad["failed"] / max(1, bad["requests"])
+        rolling_share = rolling["failed"] / max(1, rolling["requests"])
+        print(f"baseline, the bad version with strategy rolling (no canary): every instance replaced in {rolling['replaced']:.2f} s")
+        print(f"  client errors: {rolling['failed']} of {rolling['requests']} requests ({100 * rolling_share:.2f}%)"
+              f" over the same {bad['settled'] + 1.0:.2f} s window, and they go on until someone rolls back")
+        ratio = bad_share / rolling_share if rolling_share > 0 else float("nan")
+        print(f"ratio canary / rolling client errors: {ratio:.3f} ({bad['failed']} vs {rolling['failed']} failed requests)")
     except (BenchError, Interrupted) as error:
         log(f"scripts/bench/canary: {error}")
         return 1
