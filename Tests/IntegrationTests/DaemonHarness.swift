@@ -1,5 +1,6 @@
 import Foundation
 import MusterAPI
+import Synchronization
 import Testing
 
 /// Runs the built `musterd` in a temp folder with a cgroup root of its own, and `musterctl`
@@ -24,7 +25,17 @@ final class DaemonHarness: @unchecked Sendable {
     ///   it (as systemd's Delegate=yes would) and must adopt it.
     let autoRoot: Bool
 
-    init(services: [String: String], ports: String = "32000-32999", autoRoot: Bool = false) throws {
+    /// Each daemon of the run gets its own 100 instance ports: daemons sharing one range (tests
+    /// run in parallel) each saw the other's ports free while an instance had not bound yet, and
+    /// one's health check and proxy then reached the other's instance. Below 32768, the kernel's
+    /// ephemeral range here, and above ProxyTests.freePort's 17000-19999.
+    private static let nextPortBlock = Atomic<Int>(0)
+    static func instancePortBlock() -> String {
+        let block = nextPortBlock.add(1, ordering: .relaxed).oldValue % 127
+        return "\(20000 + block * 100)-\(20000 + block * 100 + 99)"
+    }
+
+    init(services: [String: String], ports: String = DaemonHarness.instancePortBlock(), autoRoot: Bool = false) throws {
         self.autoRoot = autoRoot
         rootName = "muster-it-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(rootName)
