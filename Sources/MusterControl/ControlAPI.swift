@@ -32,7 +32,7 @@ public enum ControlAPI {
         "GET /v1/version", "GET /v1/status", "POST /v1/start", "POST /v1/stop", "POST /v1/restart",
         "POST /v1/signal", "POST /v1/services/{name}/scale",
         "GET /v1/services/{name}/autoscale", "POST /v1/services/{name}/autoscale/pause", "POST /v1/services/{name}/autoscale/resume",
-        "POST /v1/services/{name}/deploy", "POST /v1/services/{name}/rollback", "GET /v1/services/{name}/history", "POST /v1/reload", "GET /v1/logs", "GET /v1/logs/{target}",
+        "POST /v1/services/{name}/deploy", "POST /v1/services/{name}/rollback", "GET /v1/services/{name}/history", "GET /v1/history", "POST /v1/reload", "GET /v1/logs", "GET /v1/logs/{target}",
         "GET /v1/events", "POST /v1/shutdown",
     ]
 
@@ -110,6 +110,9 @@ public enum ControlAPI {
         }
         v1.get("services/:name/history") { _, context in
             JSONBody.response(try await supervisor.history(context.parameters.get("name") ?? ""))
+        }
+        v1.get("history") { request, _ in
+            JSONBody.response(try await supervisor.metricsHistory(services: request.uri.queryParameters.getAll("service")))
         }
         v1.post("reload") { request, _ in
             let dryRun = ["1", "true", "yes"].contains(request.uri.queryParameters.get("dry_run") ?? "")

@@ -20,17 +20,7 @@ public struct CanarySample: Sendable, Equatable {
 
     /// The upper bound of the bucket holding the 99th percentile (+Inf past the last bound); nil
     /// with no latency recorded. A bound, not an estimate: "p99 ≤ 250ms" holds when this does.
-    public var p99: Double? {
-        let total = latencyBuckets.reduce(0, +)
-        guard total > 0 else { return nil }
-        let rank = Int((Double(total) * 0.99).rounded(.up))
-        var seen = 0
-        for (index, count) in latencyBuckets.enumerated() {
-            seen += count
-            if seen >= rank { return index < bounds.count ? bounds[index] : .infinity }
-        }
-        return .infinity
-    }
+    public var p99: Double? { LatencyBuckets.upperBound(0.99, counts: latencyBuckets, bounds: bounds) }
 }
 
 /// Counters in, verdict out: whether a canary stays, goes, or is promoted.

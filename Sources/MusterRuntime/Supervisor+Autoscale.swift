@@ -97,6 +97,7 @@ extension Supervisor {
                 let from = entry.intent.desired
                 services[name]!.intent.desired = spec.clamped(from)
                 emit("autoscaled", service: name, message: "\(name): \(from) → \(spec.clamped(from)), outside the bounds min = \(spec.min), max = \(spec.max)")
+                markScaling(name, from: from, to: spec.clamped(from), reason: "outside the bounds min = \(spec.min), max = \(spec.max)")
             }
         }
         for name in autoscalers.keys where services[name]?.spec.autoscale == nil { autoscalers[name] = nil }
@@ -157,6 +158,7 @@ extension Supervisor {
                 services[name]!.intent.desired = decision.desired
                 state.remember(.init(time: WallClock.now(), from: current, to: decision.desired, reason: decision.reason))
                 emit("autoscaled", service: name, message: "\(name): \(current) → \(decision.desired), \(decision.reason)")
+                markScaling(name, from: current, to: decision.desired, reason: decision.reason)
                 changed = true
             }
             autoscalers[name] = state
@@ -232,6 +234,7 @@ extension Supervisor {
         let reason = "\(held) request\(held == 1 ? "" : "s") held with no instance ready (activator), target \(Self.format(spec.target))"
         state.remember(.init(time: WallClock.now(), from: current, to: wanted, reason: reason))
         emit("autoscaled", service: name, message: "\(name): \(current) → \(wanted), \(reason)")
+        markScaling(name, from: current, to: wanted, reason: reason)
         saveIntents()
         reconcile()
     }

@@ -133,6 +133,9 @@ public actor Supervisor {
     var canaries: [String: CanaryRun] = [:]
     /// Each service's revisions, as in the revision store.
     var histories: [String: RevisionHistory] = [:]
+    /// Each service's last 15 minutes, a sample a second, for `GET /v1/history`.
+    var timelines: [String: ServiceTimeline] = [:]
+    var timelineTask: Task<Void, Never>?
     /// What each service's manifest said when it was last deployed from disk: reload compares
     /// the disk to this, so a rollback sticks until the manifest changes.
     var diskSpecs: [String: ServiceSpec] = [:]
@@ -188,6 +191,7 @@ public actor Supervisor {
         saveIntents()
         reconcile()
         if autoscaleTask == nil { autoscaleTask = Task { await self.runAutoscaler() } }
+        if timelineTask == nil { timelineTask = Task { await self.runTimelineSampler() } }
     }
 
     /// Instances found in the cgroup tree at start belong to a daemon that died without stopping
@@ -243,6 +247,7 @@ public actor Supervisor {
         await waitUntil(timeout: nil) { $0.isIdle }
         wakeTask?.cancel()
         autoscaleTask?.cancel()
+        timelineTask?.cancel()
         deps.cgroups.tearDown()
         deps.journal.finishFollowers()
     }
@@ -678,6 +683,7 @@ public actor Supervisor {
         services[name] = entry
         saveIntents()
         emit("scaled", service: name, message: "\(name): \(from) → \(count) instances (musterctl scale)")
+        if from != count { markScaling(name, from: from, to: count, reason: "musterctl scale") }
         reconcile()
         return ["\(name): \(from) → \(count) instances"]
     }
@@ -864,7 +870,7 @@ public actor Supervisor {
         return resolved
     }
 
-    private func notFound(_ name: String) -> ControlError {
+    func notFound(_ name: String) -> ControlError {
         let known = services.keys.sorted()
         var message = "no service named \"\(name)\""
         if let near = Suggestions.nearest(to: name, in: known) { message += " (did you mean \"\(near)\"?)" }

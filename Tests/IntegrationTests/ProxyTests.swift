@@ -288,6 +288,30 @@ import Testing
         }
     }
 
+    /// `GET /v1/history` over the control socket: the seconds with traffic have a rate and a p99,
+    /// every sample has the instance counts and the cgroups' memory.
+    @Test(.enabled(if: isRoot)) func historyChartsTheProxysTraffic() async throws {
+        let port = Self.freePort()
+        try await DaemonHarness.with(services: ["web": Self.service(instances: 2, port: port)]) { d in
+            try await d.start()
+            let bothReady = await eventually(15) { Self.readyCount(d, "web") == 2 }
+            #expect(bothReady)
+            var web: ServiceMetricsHistory?
+            let charted = await eventually(15) {
+                _ = try Self.hits(d, port: port, count: 20)
+                let body = d.run("/usr/bin/curl", ["-s", "--unix-socket", d.socket, "http://musterd/v1/history?service=web"]).stdout
+                web = try JSONDecoder().decode(MetricsHistoryResponse.self, from: Data(body.utf8)).services.first
+                return web?.samples.contains { $0.rps > 0 && $0.p99Seconds != nil && $0.ready == 2 } ?? false
+            }
+            #expect(charted, "a sample with traffic: \(String(describing: web?.samples.suffix(3)))")
+            let last = try #require(web?.samples.last)
+            #expect(last.desired == 2)
+            if (try d.instances("web")).allSatisfy({ ($0.memoryBytes ?? 0) > 0 }) {
+                #expect(last.memoryBytes > 0, "status reports memory, so the history should: \(last)")
+            }
+        }
+    }
+
     @Test(.enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
     func socketActivatedListenerIsAdopted() async throws {
         let port = Self.freePort()

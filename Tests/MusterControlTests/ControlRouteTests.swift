@@ -57,6 +57,7 @@ struct ControlRouteTests {
             try await Self.badBodies(api)
             try await Self.signals(harness, api)
             try await Self.scale(harness, api)
+            try await Self.metricsHistory(api)
             try await Self.reload(harness, api)
             try await Self.logs(harness, api)
             try await Self.events(harness, api)
@@ -236,6 +237,30 @@ struct ControlRouteTests {
         #expect(one, "surplus instances stop and are forgotten")
     }
 
+    /// After `scale`: the sampler has recorded web's instances each second, and both scales are
+    /// marked with their reason.
+    static func metricsHistory(_ api: APIClient) async throws {
+        var web: ServiceMetricsHistory?
+        let sampled = await RouteHarness.eventually {
+            let history = try await api.call(.get, "/v1/history?service=web", route: "/v1/history", expect: 200)
+                .decode(MetricsHistoryResponse.self)
+            web = history.services.first
+            return history.services.count == 1 && web?.samples.last?.ready == 1 && web?.samples.last?.desired == 1
+        }
+        #expect(sampled, "the latest sample should show web's one ready instance: \(String(describing: web?.samples.last))")
+        let decisions = web?.decisions.map { "\($0.from) → \($0.to) \($0.reason)" }
+        #expect(decisions == ["2 → 3 musterctl scale", "3 → 1 musterctl scale"])
+        let times = web?.samples.map(\.time) ?? []
+        #expect(times == times.sorted(), "samples come oldest first")
+
+        let all = try await api.call(.get, "/v1/history", route: "/v1/history", expect: 200).decode(MetricsHistoryResponse.self)
+        #expect(all.capacity == 900)
+        #expect(all.intervalSeconds == 1)
+        #expect(all.services.map(\.name) == ["crashy", "idle", "old", "oneshot", "web", "worker"])
+        let unknown = try await api.call(.get, "/v1/history?service=nope", route: "/v1/history", expect: 404)
+        #expect(unknown.errorCode == "not_found")
+    }
+
     static func reload(_ harness: RouteHarness, _ api: APIClient) async throws {
         // web: only instances changed; worker: command changed; idle: same; old: gone; extra: new.
         var web = RouteHarness.spec("web", instances: 4)
@@ -402,6 +427,7 @@ struct ControlRouteTests {
             "POST /v1/services/{name}/autoscale/resume": 409,
             // web runs its manifest as it is on disk and has one revision: nothing to deploy; rollback wants a JSON body, as start does.
             "POST /v1/services/{name}/deploy": 200, "POST /v1/services/{name}/rollback": 400, "GET /v1/services/{name}/history": 200,
+            "GET /v1/history": 200,
         ]
         try await RouteHarness.run(specs: [RouteHarness.spec("web")]) { harness, api in
             for route in ControlAPI.routes.map(canonicalRoute) {

@@ -27,7 +27,7 @@ struct OpenAPIDocumentTests {
 
     @Test("has every body schema", arguments: [
         "StatusResponse", "ServiceStatus", "InstanceStatus", "TargetsRequest", "SignalRequest", "ScaleRequest",
-        "ActionResponse", "ReloadResponse", "ErrorResponse", "VersionResponse", "EventRecord", "EventsResponse",
+        "ActionResponse", "ReloadResponse", "ErrorResponse", "VersionResponse", "EventRecord", "EventsResponse", "MetricsHistoryResponse",
     ])
     func schemaExists(name: String) throws {
         let schema = try #require(document.schema(named: name), "components/schemas/\(name) is missing")
@@ -88,7 +88,7 @@ struct OpenAPIDocumentTests {
     @Test("lists the query parameters the server reads")
     func queryParameters() throws {
         let expected: [String: Set<String>] = [
-            "GET /v1/status": ["service"], "POST /v1/reload": ["dry_run"],
+            "GET /v1/status": ["service"], "GET /v1/history": ["service"], "POST /v1/reload": ["dry_run"],
             "GET /v1/logs": ["lines", "follow", "since"], "GET /v1/logs/{target}": ["lines", "follow", "since"], "GET /v1/events": ["limit", "follow"],
         ]
         for route in ControlAPI.routes.map(canonicalRoute) {

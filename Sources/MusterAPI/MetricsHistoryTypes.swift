@@ -1,0 +1,89 @@
+/// `GET /v1/history`: each service's figures over the last minutes, a sample a second, and its
+/// scaling decisions, for charts.
+public struct MetricsHistoryResponse: Codable, Sendable, Equatable {
+    /// Seconds between samples.
+    public var intervalSeconds: Double
+    /// Samples kept per service (the oldest go first).
+    public var capacity: Int
+    public var services: [ServiceMetricsHistory]
+
+    enum CodingKeys: String, CodingKey {
+        case capacity, services
+        case intervalSeconds = "interval_seconds"
+    }
+
+    public init(intervalSeconds: Double, capacity: Int, services: [ServiceMetricsHistory]) {
+        self.intervalSeconds = intervalSeconds
+        self.capacity = capacity
+        self.services = services
+    }
+}
+
+public struct ServiceMetricsHistory: Codable, Sendable, Equatable {
+    public var name: String
+    /// Oldest first.
+    public var samples: [HistorySample]
+    /// Changes of the instance count, oldest first.
+    public var decisions: [ScalingDecision]
+
+    public init(name: String, samples: [HistorySample], decisions: [ScalingDecision]) {
+        self.name = name
+        self.samples = samples
+        self.decisions = decisions
+    }
+}
+
+public struct HistorySample: Codable, Sendable, Equatable {
+    /// Unix time, seconds.
+    public var time: Double
+    public var rps: Double
+    /// Upper bound of the latency bucket holding the 99th percentile of that second's requests;
+    /// null when there were none, without a proxy, or past the last bucket (10 s).
+    public var p99Seconds: Double?
+    public var ready: Int
+    public var desired: Int
+    public var cpuPercent: Double
+    public var memoryBytes: Int
+
+    enum CodingKeys: String, CodingKey {
+        case time, rps, ready, desired
+        case p99Seconds = "p99_seconds", cpuPercent = "cpu_percent", memoryBytes = "memory_bytes"
+    }
+
+    public init(time: Double, rps: Double, p99Seconds: Double?, ready: Int, desired: Int, cpuPercent: Double, memoryBytes: Int) {
+        self.time = time
+        self.rps = rps
+        self.p99Seconds = p99Seconds
+        self.ready = ready
+        self.desired = desired
+        self.cpuPercent = cpuPercent
+        self.memoryBytes = memoryBytes
+    }
+
+    // Every key is written, p99_seconds as null when there is none, so charts can rely on it.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(time, forKey: .time)
+        try container.encode(rps, forKey: .rps)
+        try container.encode(p99Seconds, forKey: .p99Seconds)
+        try container.encode(ready, forKey: .ready)
+        try container.encode(desired, forKey: .desired)
+        try container.encode(cpuPercent, forKey: .cpuPercent)
+        try container.encode(memoryBytes, forKey: .memoryBytes)
+    }
+}
+
+public struct ScalingDecision: Codable, Sendable, Equatable {
+    public var time: Double
+    public var from: Int
+    public var to: Int
+    /// Why: the autoscaler's reason, or "musterctl scale".
+    public var reason: String
+
+    public init(time: Double, from: Int, to: Int, reason: String) {
+        self.time = time
+        self.from = from
+        self.to = to
+        self.reason = reason
+    }
+}

@@ -1,0 +1,69 @@
+import MusterAPI
+import MusterCore
+import MusterProxy
+
+/// The charts' data: once a second every service's rate, p99, instance counts, CPU and memory
+/// go into its `ServiceTimeline`, and each scaling decision is marked. Bounded: 900 samples and
+/// 100 marks a service (docs/operations.md has the bytes).
+extension Supervisor {
+    static let timelineInterval: Duration = .seconds(1)
+
+    func runTimelineSampler() async {
+        while !Task.isCancelled && !shuttingDown {
+            try? await Task.sleep(for: Self.timelineInterval)
+            recordTimelines(now: .now)
+        }
+    }
+
+    func recordTimelines(now: ContinuousClock.Instant) {
+        let time = WallClock.now()
+        for (name, entry) in services where entry.canaryOf == nil {
+            timelines[name, default: ServiceTimeline()].record(timelineReading(name, entry, now: now), at: time,
+                                                               bounds: LatencyHistogram.bounds)
+        }
+        // A removed service's history goes with it.
+        timelines = timelines.filter { services[$0.key] != nil }
+    }
+
+    private func timelineReading(_ name: String, _ entry: ServiceEntry, now: ContinuousClock.Instant) -> ServiceTimeline.Reading {
+        let backends = entry.live.values.compactMap(\.backend) + entry.retiring.compactMap(\.live.backend)
+        var latency = Array(repeating: 0, count: LatencyHistogram.bounds.count + 1)
+        for backend in backends {
+            for (i, bucket) in backend.counters.latency.buckets.enumerated() { latency[i] += bucket.load(ordering: .relaxed) }
+        }
+        var cpu = 0.0, memory = 0
+        for live in entry.live.values {
+            let usage = live.usage?.read(now: now)
+            cpu += usage?.cpuPercent ?? 0
+            memory += Int(usage?.memoryBytes ?? 0)
+        }
+        let requests = backends.reduce(0) { $0 + $1.counters.requestsTotal } + (endedRequests[name] ?? 0)
+        return ServiceTimeline.Reading(
+            requestsTotal: requests, latencyCounts: latency,
+            ready: entry.records.values.filter(\.ready).count,
+            desired: entry.removing || !entry.intent.started ? 0 : entry.intent.desired,
+            cpuPercent: cpu, memoryBytes: memory)
+    }
+
+    func markScaling(_ name: String, from: Int, to: Int, reason: String) {
+        timelines[name, default: ServiceTimeline()].mark(.init(time: WallClock.now(), from: from, to: to, reason: reason))
+    }
+
+    /// `GET /v1/history[?service=NAME]`.
+    public func metricsHistory(services names: [String]) throws(ControlError) -> MetricsHistoryResponse {
+        for name in names where services[name] == nil || services[name]!.canaryOf != nil { throw notFound(name) }
+        let chosen = services.keys.sorted().filter { (names.isEmpty || names.contains($0)) && services[$0]!.canaryOf == nil }
+        return MetricsHistoryResponse(
+            intervalSeconds: Self.timelineInterval.seconds, capacity: ServiceTimeline.sampleCapacity,
+            services: chosen.map { name in
+                let timeline = timelines[name] ?? ServiceTimeline()
+                return ServiceMetricsHistory(
+                    name: name,
+                    samples: timeline.samples.elements.map {
+                        HistorySample(time: $0.time, rps: $0.rps, p99Seconds: $0.p99Seconds, ready: $0.ready, desired: $0.desired,
+                                      cpuPercent: $0.cpuPercent, memoryBytes: $0.memoryBytes)
+                    },
+                    decisions: timeline.marks.elements.map { ScalingDecision(time: $0.time, from: $0.from, to: $0.to, reason: $0.reason) })
+            })
+    }
+}
