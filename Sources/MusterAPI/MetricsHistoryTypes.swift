@@ -37,6 +37,9 @@ public struct HistorySample: Codable, Sendable, Equatable {
     /// Unix time, seconds.
     public var time: Double
     public var rps: Double
+    /// Upper bound of the latency bucket holding the median of that second's requests; null as
+    /// p99_seconds is.
+    public var p50Seconds: Double?
     /// Upper bound of the latency bucket holding the 99th percentile of that second's requests;
     /// null when there were none, without a proxy, or past the last bucket (10 s).
     public var p99Seconds: Double?
@@ -47,12 +50,13 @@ public struct HistorySample: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case time, rps, ready, desired
-        case p99Seconds = "p99_seconds", cpuPercent = "cpu_percent", memoryBytes = "memory_bytes"
+        case p50Seconds = "p50_seconds", p99Seconds = "p99_seconds", cpuPercent = "cpu_percent", memoryBytes = "memory_bytes"
     }
 
-    public init(time: Double, rps: Double, p99Seconds: Double?, ready: Int, desired: Int, cpuPercent: Double, memoryBytes: Int) {
+    public init(time: Double, rps: Double, p50Seconds: Double? = nil, p99Seconds: Double?, ready: Int, desired: Int, cpuPercent: Double, memoryBytes: Int) {
         self.time = time
         self.rps = rps
+        self.p50Seconds = p50Seconds
         self.p99Seconds = p99Seconds
         self.ready = ready
         self.desired = desired
@@ -60,11 +64,12 @@ public struct HistorySample: Codable, Sendable, Equatable {
         self.memoryBytes = memoryBytes
     }
 
-    // Every key is written, p99_seconds as null when there is none, so charts can rely on it.
+    // Every key is written, p50_seconds and p99_seconds as null when there is none, so charts can rely on it.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(time, forKey: .time)
         try container.encode(rps, forKey: .rps)
+        try container.encode(p50Seconds, forKey: .p50Seconds)
         try container.encode(p99Seconds, forKey: .p99Seconds)
         try container.encode(ready, forKey: .ready)
         try container.encode(desired, forKey: .desired)

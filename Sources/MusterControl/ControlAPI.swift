@@ -112,7 +112,8 @@ public enum ControlAPI {
             JSONBody.response(try await supervisor.history(context.parameters.get("name") ?? ""))
         }
         v1.get("history") { request, _ in
-            JSONBody.response(try await supervisor.metricsHistory(services: request.uri.queryParameters.getAll("service")))
+            let since = try parseSince(request.uri.queryParameters.get("since"))
+            return JSONBody.response(try await supervisor.metricsHistory(services: request.uri.queryParameters.getAll("service"), since: since))
         }
         v1.post("reload") { request, _ in
             let dryRun = ["1", "true", "yes"].contains(request.uri.queryParameters.get("dry_run") ?? "")

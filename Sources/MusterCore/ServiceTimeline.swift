@@ -8,6 +8,9 @@ public struct ServiceTimeline: Sendable {
         public var time: Double
         /// Requests (http) or connections (tcp) a second through the proxy since the last sample.
         public var rps: Double
+        /// Upper bound of the latency bucket holding the median of the requests answered since
+        /// the last sample; nil when there were none (or no proxy).
+        public var p50Seconds: Double?
         /// Upper bound of the latency bucket holding the 99th percentile of the requests answered
         /// since the last sample; nil when there were none (or no proxy).
         public var p99Seconds: Double?
@@ -17,9 +20,10 @@ public struct ServiceTimeline: Sendable {
         public var cpuPercent: Double
         public var memoryBytes: Int
 
-        public init(time: Double, rps: Double, p99Seconds: Double?, ready: Int, desired: Int, cpuPercent: Double, memoryBytes: Int) {
+        public init(time: Double, rps: Double, p50Seconds: Double? = nil, p99Seconds: Double?, ready: Int, desired: Int, cpuPercent: Double, memoryBytes: Int) {
             self.time = time
             self.rps = rps
+            self.p50Seconds = p50Seconds
             self.p99Seconds = p99Seconds
             self.ready = ready
             self.desired = desired
@@ -78,15 +82,16 @@ public struct ServiceTimeline: Sendable {
     /// for rates: it is recorded with rps 0 and no p99.
     public mutating func record(_ reading: Reading, at time: Double, bounds: [Double]) {
         var rps = 0.0
-        var p99: Double?
+        var p50: Double?, p99: Double?
         if let previous, time > previous.time {
             rps = Double(max(0, reading.requestsTotal - previous.requests)) / (time - previous.time)
             let added = LatencyBuckets.delta(reading.latencyCounts, since: previous.latency)
             // Past the last bound (10 s) there is no number to chart; JSON has no infinity.
+            p50 = LatencyBuckets.upperBound(0.5, counts: added, bounds: bounds).flatMap { $0.isFinite ? $0 : nil }
             p99 = LatencyBuckets.upperBound(0.99, counts: added, bounds: bounds).flatMap { $0.isFinite ? $0 : nil }
         }
         previous = (time, reading.requestsTotal, reading.latencyCounts)
-        samples.append(Sample(time: time, rps: rps, p99Seconds: p99, ready: reading.ready, desired: reading.desired,
+        samples.append(Sample(time: time, rps: rps, p50Seconds: p50, p99Seconds: p99, ready: reading.ready, desired: reading.desired,
                               cpuPercent: reading.cpuPercent, memoryBytes: reading.memoryBytes))
     }
 

@@ -49,8 +49,9 @@ extension Supervisor {
         timelines[name, default: ServiceTimeline()].mark(.init(time: WallClock.now(), from: from, to: to, reason: reason))
     }
 
-    /// `GET /v1/history[?service=NAME]`.
-    public func metricsHistory(services names: [String]) throws(ControlError) -> MetricsHistoryResponse {
+    /// `GET /v1/history[?service=NAME][&since=10s]`: `since` (Unix time) keeps only what is newer,
+    /// so a view refreshed every second (`musterctl top`, the dashboard) reads a few samples, not 900.
+    public func metricsHistory(services names: [String], since: Double? = nil) throws(ControlError) -> MetricsHistoryResponse {
         for name in names where services[name] == nil || services[name]!.canaryOf != nil { throw notFound(name) }
         let chosen = services.keys.sorted().filter { (names.isEmpty || names.contains($0)) && services[$0]!.canaryOf == nil }
         return MetricsHistoryResponse(
@@ -59,11 +60,11 @@ extension Supervisor {
                 let timeline = timelines[name] ?? ServiceTimeline()
                 return ServiceMetricsHistory(
                     name: name,
-                    samples: timeline.samples.elements.map {
-                        HistorySample(time: $0.time, rps: $0.rps, p99Seconds: $0.p99Seconds, ready: $0.ready, desired: $0.desired,
+                    samples: timeline.samples.elements.filter { $0.time > since ?? -.infinity }.map {
+                        HistorySample(time: $0.time, rps: $0.rps, p50Seconds: $0.p50Seconds, p99Seconds: $0.p99Seconds, ready: $0.ready, desired: $0.desired,
                                       cpuPercent: $0.cpuPercent, memoryBytes: $0.memoryBytes)
                     },
-                    decisions: timeline.marks.elements.map { ScalingDecision(time: $0.time, from: $0.from, to: $0.to, reason: $0.reason) })
+                    decisions: timeline.marks.elements.filter { $0.time > since ?? -.infinity }.map { ScalingDecision(time: $0.time, from: $0.from, to: $0.to, reason: $0.reason) })
             })
     }
 }

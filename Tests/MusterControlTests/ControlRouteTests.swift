@@ -257,6 +257,12 @@ struct ControlRouteTests {
         #expect(all.capacity == 900)
         #expect(all.intervalSeconds == 1)
         #expect(all.services.map(\.name) == ["crashy", "idle", "old", "oneshot", "web", "worker"])
+        let recent = try await api.call(.get, "/v1/history?service=web&since=3s", route: "/v1/history", expect: 200)
+            .decode(MetricsHistoryResponse.self)
+        let recentCount = recent.services.first?.samples.count ?? 0
+        #expect(recentCount >= 1 && recentCount <= 4, "since=3s keeps about 3 samples: \(recentCount)")
+        let badSince = try await api.call(.get, "/v1/history?since=yesterday", route: "/v1/history", expect: 400)
+        #expect(badSince.errorCode == "bad_request")
         let unknown = try await api.call(.get, "/v1/history?service=nope", route: "/v1/history", expect: 404)
         #expect(unknown.errorCode == "not_found")
     }

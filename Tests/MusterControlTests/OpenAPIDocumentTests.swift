@@ -88,7 +88,7 @@ struct OpenAPIDocumentTests {
     @Test("lists the query parameters the server reads")
     func queryParameters() throws {
         let expected: [String: Set<String>] = [
-            "GET /v1/status": ["service"], "GET /v1/history": ["service"], "POST /v1/reload": ["dry_run"],
+            "GET /v1/status": ["service"], "GET /v1/history": ["service", "since"], "POST /v1/reload": ["dry_run"],
             "GET /v1/logs": ["lines", "follow", "since"], "GET /v1/logs/{target}": ["lines", "follow", "since"], "GET /v1/events": ["limit", "follow"],
         ]
         for route in ControlAPI.routes.map(canonicalRoute) {

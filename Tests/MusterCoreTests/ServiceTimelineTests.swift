@@ -48,6 +48,7 @@ import Testing
         #expect(samples[1].rps == 100)
         // 200 new requests, 198 under 100 ms, 2 under 1 s: the 198th is in the 100 ms bucket.
         #expect(samples[1].p99Seconds == 0.1)
+        #expect(samples[1].p50Seconds == 0.1)
         #expect(samples[1].ready == 1 && samples[1].desired == 2)
         #expect(samples[1].cpuPercent == 12.5 && samples[1].memoryBytes == 4096)
     }
@@ -85,8 +86,8 @@ import Testing
     }
 
     /// docs/operations.md states the bytes per service from these sizes.
-    @Test func aSampleIsSixtyFourBytesAndAMarkFortyPlusItsReason() {
-        #expect(MemoryLayout<ServiceTimeline.Sample>.stride == 64)
+    @Test func aSampleIsEightyBytesAndAMarkFortyPlusItsReason() {
+        #expect(MemoryLayout<ServiceTimeline.Sample>.stride == 80)
         #expect(MemoryLayout<ServiceTimeline.ScalingMark>.stride == 40)
     }
 }
