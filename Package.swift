@@ -100,16 +100,19 @@ let package = Package(
         ),
         // Pure: supervisord/PM2 import and Kubernetes export (parsers and writers; no daemon).
         .target(name: "MusterMigrate", dependencies: ["MusterCore"]),
+        // Pure: `musterctl top`'s rows, keys and screen diff (no terminal, no socket).
+        .target(name: "MusterTop", dependencies: ["MusterAPI", "MusterCore"]),
         .executableTarget(
             name: "musterctl",
             dependencies: [
-                "MusterCore", "MusterAPI", "MusterRuntime", "MusterMigrate",
+                "MusterCore", "MusterAPI", "MusterRuntime", "MusterMigrate", "MusterTop", "CMusterShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "MusterCoreTests", dependencies: ["MusterCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "MusterTopTests", dependencies: ["MusterTop", "MusterAPI"]),
         .testTarget(name: "MusterMigrateTests", dependencies: ["MusterMigrate", "MusterCore"], exclude: ["Fixtures"]),
         .testTarget(
             name: "MusterRuntimeTests",

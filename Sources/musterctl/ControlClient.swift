@@ -31,6 +31,11 @@ struct ControlClient {
         try decode(type, from: try await send("GET", path, body: Optional<String>.none))
     }
 
+    /// A body that is text, not JSON (`/v1/logs/web?lines=20`).
+    func text(_ path: String) async throws -> String {
+        String(buffer: try await send("GET", path, body: Optional<String>.none))
+    }
+
     func post<Body: Encodable, Response: Decodable>(_ path: String, _ body: Body?, as type: Response.Type) async throws -> Response {
         try decode(type, from: try await send("POST", path, body: body))
     }

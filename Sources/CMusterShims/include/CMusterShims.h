@@ -141,4 +141,8 @@ typedef struct muster_ucred {
 /// accept4(listen_fd) for a non-blocking, close-on-exec connection socket; -1 and errno as accept4.
 int muster_accept_nonblocking(int listen_fd);
 
+/// The terminal's size on `fd` (TIOCGWINSZ; ioctl is variadic, so Swift cannot call it); 0, or
+/// -1 and errno when `fd` is not a terminal.
+int muster_window_size(int fd, int *rows, int *columns);
+
 #endif
