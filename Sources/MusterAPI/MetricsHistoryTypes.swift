@@ -24,9 +24,9 @@ public struct ServiceMetricsHistory: Codable, Sendable, Equatable {
     /// Oldest first.
     public var samples: [HistorySample]
     /// Changes of the instance count, oldest first.
-    public var decisions: [ScalingDecision]
+    public var decisions: [AutoscaleReport.Decision]
 
-    public init(name: String, samples: [HistorySample], decisions: [ScalingDecision]) {
+    public init(name: String, samples: [HistorySample], decisions: [AutoscaleReport.Decision]) {
         self.name = name
         self.samples = samples
         self.decisions = decisions
@@ -75,20 +75,5 @@ public struct HistorySample: Codable, Sendable, Equatable {
         try container.encode(desired, forKey: .desired)
         try container.encode(cpuPercent, forKey: .cpuPercent)
         try container.encode(memoryBytes, forKey: .memoryBytes)
-    }
-}
-
-public struct ScalingDecision: Codable, Sendable, Equatable {
-    public var time: Double
-    public var from: Int
-    public var to: Int
-    /// Why: the autoscaler's reason, or "musterctl scale".
-    public var reason: String
-
-    public init(time: Double, from: Int, to: Int, reason: String) {
-        self.time = time
-        self.from = from
-        self.to = to
-        self.reason = reason
     }
 }

@@ -42,6 +42,12 @@ struct AutoscaleState {
 /// reconcile loop does the starting and the draining. The activator scales a service at zero up
 /// the moment a request waits, not at the next tick.
 extension Supervisor {
+    /// Every change of a count the autoscaler makes: the `autoscaled` event and its chart mark.
+    func announceAutoscaled(_ name: String, from: Int, to: Int, reason: String) {
+        emit("autoscaled", service: name, message: "\(name): \(from) → \(to), \(reason)")
+        markScaling(name, from: from, to: to, reason: reason)
+    }
+
     /// Readings of in-flight requests per tick: enough to smooth a tick's concurrency without
     /// waking the actor more than ten times a second.
     static let readingsPerTick = 10
@@ -96,8 +102,7 @@ extension Supervisor {
             if !entry.intent.autoscalePaused, spec.clamped(entry.intent.desired) != entry.intent.desired {
                 let from = entry.intent.desired
                 services[name]!.intent.desired = spec.clamped(from)
-                emit("autoscaled", service: name, message: "\(name): \(from) → \(spec.clamped(from)), outside the bounds min = \(spec.min), max = \(spec.max)")
-                markScaling(name, from: from, to: spec.clamped(from), reason: "outside the bounds min = \(spec.min), max = \(spec.max)")
+                announceAutoscaled(name, from: from, to: spec.clamped(from), reason: "outside the bounds min = \(spec.min), max = \(spec.max)")
             }
         }
         for name in autoscalers.keys where services[name]?.spec.autoscale == nil { autoscalers[name] = nil }
@@ -157,8 +162,7 @@ extension Supervisor {
             if entry.intent.started, !entry.intent.autoscalePaused, decision.desired != current {
                 services[name]!.intent.desired = decision.desired
                 state.remember(.init(time: WallClock.now(), from: current, to: decision.desired, reason: decision.reason))
-                emit("autoscaled", service: name, message: "\(name): \(current) → \(decision.desired), \(decision.reason)")
-                markScaling(name, from: current, to: decision.desired, reason: decision.reason)
+                announceAutoscaled(name, from: current, to: decision.desired, reason: decision.reason)
                 changed = true
             }
             autoscalers[name] = state
@@ -233,8 +237,7 @@ extension Supervisor {
         services[name]!.intent.desired = wanted
         let reason = "\(held) request\(held == 1 ? "" : "s") held with no instance ready (activator), target \(Self.format(spec.target))"
         state.remember(.init(time: WallClock.now(), from: current, to: wanted, reason: reason))
-        emit("autoscaled", service: name, message: "\(name): \(current) → \(wanted), \(reason)")
-        markScaling(name, from: current, to: wanted, reason: reason)
+        announceAutoscaled(name, from: current, to: wanted, reason: reason)
         saveIntents()
         reconcile()
     }

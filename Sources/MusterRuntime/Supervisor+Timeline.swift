@@ -64,7 +64,7 @@ extension Supervisor {
                         HistorySample(time: $0.time, rps: $0.rps, p50Seconds: $0.p50Seconds, p99Seconds: $0.p99Seconds, ready: $0.ready, desired: $0.desired,
                                       cpuPercent: $0.cpuPercent, memoryBytes: $0.memoryBytes)
                     },
-                    decisions: timeline.marks.elements.filter { $0.time > since ?? -.infinity }.map { ScalingDecision(time: $0.time, from: $0.from, to: $0.to, reason: $0.reason) })
+                    decisions: timeline.marks.elements.filter { $0.time > since ?? -.infinity }.map { AutoscaleReport.Decision(time: $0.time, from: $0.from, to: $0.to, reason: $0.reason) })
             })
     }
 }
