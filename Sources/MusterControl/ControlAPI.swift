@@ -15,10 +15,14 @@ public enum ControlAPI {
         public var requestShutdown: @Sendable () -> Void
         /// Extra warnings a reload reports, such as services that will run as root.
         public var reloadWarnings: @Sendable () -> [String]
+        /// The web dashboard's tokens; nil when `dashboard_listen` is not set.
+        public var dashboard: DashboardAccess?
 
         public init(authorizer: PeerAuthorizer, cgroupMode: String, cgroupRoot: String?,
                     requestShutdown: @escaping @Sendable () -> Void,
-                    reloadWarnings: @escaping @Sendable () -> [String] = { [] }) {
+                    reloadWarnings: @escaping @Sendable () -> [String] = { [] },
+                    dashboard: DashboardAccess? = nil) {
+            self.dashboard = dashboard
             self.authorizer = authorizer
             self.cgroupMode = cgroupMode
             self.cgroupRoot = cgroupRoot
@@ -33,12 +37,12 @@ public enum ControlAPI {
         "POST /v1/signal", "POST /v1/services/{name}/scale",
         "GET /v1/services/{name}/autoscale", "POST /v1/services/{name}/autoscale/pause", "POST /v1/services/{name}/autoscale/resume",
         "POST /v1/services/{name}/deploy", "POST /v1/services/{name}/rollback", "GET /v1/services/{name}/history", "GET /v1/history", "POST /v1/reload", "GET /v1/logs", "GET /v1/logs/{target}",
-        "GET /v1/events", "POST /v1/shutdown",
+        "GET /v1/events", "POST /v1/dashboard/login", "POST /v1/shutdown",
     ]
 
     /// The methods `routes` serve on `path` ("/v1/services/web/scale" → ["POST"]); a `{…}` in
     /// a route matches one path segment.
-    static func methods(allowedOn path: String) -> [String] {
+    static func methods(allowedOn path: String, in routes: [String] = routes) -> [String] {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false)
         var methods: [String] = []
         for route in routes {
@@ -153,6 +157,23 @@ public enum ControlAPI {
                 try await writer.finish(nil)
             })
         }
+        v1.post("dashboard/login") { request, context in
+            // Past the peer-credential check: whoever gets here may run the daemon anyway.
+            guard let dashboard = settings.dashboard else {
+                throw ControlError(status: 409, code: "dashboard_off",
+                                   message: "the dashboard is off: set dashboard_listen = \"127.0.0.1:9090\" under [daemon] in musterd.toml and restart musterd")
+            }
+            let body = try await decode(DashboardLoginRequest.self, request, context)
+            var lifetime = DashboardTokens.defaultLifetime
+            if let text = body.validFor {
+                guard let value = DurationText.parse(text), value > .zero, value <= DashboardTokens.maximumLifetime else {
+                    throw ControlError.badRequest("valid_for must be a duration from 1s to 720h (30 days) such as 30m or 12h, not \"\(text)\"")
+                }
+                lifetime = value
+            }
+            let (token, expires) = dashboard.issue(lifetime: lifetime)
+            return JSONBody.response(DashboardLoginResponse(url: "\(dashboard.baseURL)/login?token=\(token)", token: token, expiresAt: expires))
+        }
         v1.post("shutdown") { _, _ in
             guard await !supervisor.isShuttingDown else { throw ControlError.shuttingDown() }
             settings.requestShutdown()
@@ -161,7 +182,7 @@ public enum ControlAPI {
         return router
     }
 
-    private static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: ControlContext) async throws -> T {
+    static func decode<T: Decodable, Context: RequestContext>(_ type: T.Type, _ request: Request, _ context: Context) async throws -> T {
         var request = request
         let body = try await request.collectBody(upTo: 1 << 20)
         guard body.readableBytes > 0 else { throw ControlError.badRequest("this endpoint takes a JSON body") }
@@ -172,7 +193,7 @@ public enum ControlAPI {
         }
     }
 
-    private static func parseCount(_ text: String?, name: String, default value: Int) throws -> Int {
+    static func parseCount(_ text: String?, name: String, default value: Int) throws -> Int {
         guard let text else { return value }
         guard let count = Int(text), count >= 0, count <= 1_000_000 else {
             throw ControlError.badRequest("\(name) must be a whole number from 0 to 1000000, not \"\(text)\"")
@@ -181,7 +202,7 @@ public enum ControlAPI {
     }
 
     /// `since=10m`: the time that long ago, in seconds since the epoch.
-    private static func parseSince(_ text: String?) throws -> Double? {
+    static func parseSince(_ text: String?) throws -> Double? {
         guard let text else { return nil }
         guard let duration = DurationText.parse(text) else {
             throw ControlError.badRequest("since must be a duration such as 90s, 10m or 2h, not \"\(text)\"")

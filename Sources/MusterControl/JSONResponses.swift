@@ -33,24 +33,33 @@ struct ControlMiddleware: RouterMiddleware {
         }
         do {
             return try await next(request, context)
-        } catch let error as ControlError {
+        } catch {
+            return Self.errorResponse(error, request: request, allowedMethods: { ControlAPI.methods(allowedOn: $0) })
+        }
+    }
+
+    /// Every failure in the API's error shape; shared with the dashboard's listener.
+    /// - Parameter allowedMethods: the methods served on a path, for a 405 instead of a 404.
+    static func errorResponse(_ error: any Error, request: Request, allowedMethods: (String) -> [String]) -> Response {
+        switch error {
+        case let error as ControlError:
             return JSONBody.error(error)
-        } catch let error as DecodingError {
+        case let error as DecodingError:
             return JSONBody.error(.badRequest("the request body is not what this endpoint takes: \(Self.describe(error))"))
-        } catch let error as HTTPResponseError where error.status == .notFound && !ControlAPI.methods(allowedOn: request.uri.path).isEmpty {
+        case let error as HTTPResponseError where error.status == .notFound && !allowedMethods(request.uri.path).isEmpty:
             // The path exists, the method does not: 405 and the methods it takes, as RFC 9110 asks.
-            let allowed = ControlAPI.methods(allowedOn: request.uri.path)
+            let allowed = allowedMethods(request.uri.path)
             var response = JSONBody.error(ControlError(status: 405, code: "method_not_allowed",
                                                        message: "\(request.uri.path) takes \(allowed.joined(separator: " or ")), not \(request.method)"))
             response.headers[.allow] = allowed.joined(separator: ", ")
             return response
-        } catch let error as HTTPResponseError {
+        case let error as HTTPResponseError:
             let status = error.status
             let code = status == .notFound ? "not_found" : status.code < 500 ? "bad_request" : "internal"
             var message = status == .notFound ? "no such endpoint: \(request.method) \(request.uri.path)" : "\(status.reasonPhrase)"
             if let httpError = error as? HTTPError, let text = httpError.body { message = text }
             return JSONBody.error(ControlError(status: status.code, code: code, message: message))
-        } catch {
+        default:
             return JSONBody.error(ControlError(status: 500, code: "internal", message: "\(error)"))
         }
     }

@@ -16,6 +16,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var controlGroup: String
     /// Where `/metrics` is served (Prometheus text format); nil: not served.
     public var metricsListen: ListenAddress?
+    /// Where the web dashboard is served (page at `/`, live updates, actions with a token); nil: off.
+    public var dashboardListen: ListenAddress?
     /// How often the autoscaler samples load and decides.
     public var metricsInterval: Duration = .seconds(1)
     /// The file this was read from.
@@ -71,6 +73,10 @@ public struct DaemonConfig: Sendable, Equatable {
             if let value = reader.string("metrics_listen", example: "\"127.0.0.1:9464\"") {
                 if let address = ListenAddress.parse(value) { config.metricsListen = address }
                 else { reader.fail("metrics_listen", .string(value), "not a host:port (try \"127.0.0.1:9464\")") }
+            }
+            if let value = reader.string("dashboard_listen", example: "\"127.0.0.1:9090\"") {
+                if let address = ListenAddress.parse(value) { config.dashboardListen = address }
+                else { reader.fail("dashboard_listen", .string(value), "not a host:port (try \"127.0.0.1:9090\")") }
             }
             if let value = reader.duration("metrics_interval", example: "\"1s\"") {
                 if value >= .milliseconds(100) && value <= .seconds(60) { config.metricsInterval = value }

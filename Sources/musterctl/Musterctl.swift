@@ -17,7 +17,7 @@ struct Musterctl: AsyncParsableCommand {
         version: MusterVersion.current,
         subcommands: [
             Status.self, Start.self, Stop.self, Restart.self, Scale.self, Autoscale.self, Reload.self, Logs.self,
-            SignalCommand.self, Events.self, Top.self, Deploy.self, History.self, Rollback.self, Check.self, Import.self, Export.self, Shutdown.self, Version.self,
+            SignalCommand.self, Events.self, Top.self, Dashboard.self, Deploy.self, History.self, Rollback.self, Check.self, Import.self, Export.self, Shutdown.self, Version.self,
             Interactive.self,
         ],
         defaultSubcommand: Interactive.self

@@ -95,12 +95,14 @@ struct Musterd: AsyncParsableCommand {
             metricsInterval: settings.metricsInterval))
         let readiness = StartupReadiness { SystemdNotifier.notify("READY=1") }
 
+        let dashboard = settings.dashboardListen.map { DashboardAccess(listen: $0) }
         let router = ControlAPI.router(supervisor: supervisor, journal: journal, settings: .init(
             authorizer: PeerAuthorizer(controlGroup: settings.controlGroup),
             cgroupMode: cgroups.mode.rawValue, cgroupRoot: cgroups.unifiedRoot,
             // The same path as SIGTERM from anyone else: one way to shut down.
             requestShutdown: { kill(getpid(), SIGTERM) },
-            reloadWarnings: { Warnings.forSpecs((try? ManifestLoader.loadServices(in: servicesDir)) ?? []) }))
+            reloadWarnings: { Warnings.forSpecs((try? ManifestLoader.loadServices(in: servicesDir)) ?? []) },
+            dashboard: dashboard))
         let socketPath = settings.controlSocket
         let controlGroup = settings.controlGroup
         var serverLogger = logger
@@ -129,6 +131,13 @@ struct Musterd: AsyncParsableCommand {
         if let address = settings.metricsListen {
             services.append(.init(service: MetricsEndpoint.application(address: address, supervisor: supervisor, logger: serverLogger)))
             logger.info("serving /metrics on http://\(address)/metrics")
+        }
+        if let address = settings.dashboardListen, let dashboard {
+            services.append(.init(service: Application(
+                router: DashboardRoutes.router(supervisor: supervisor, journal: journal, access: dashboard),
+                configuration: .init(address: .hostname(address.host, port: address.port), serverName: "musterd"),
+                logger: serverLogger)))
+            logger.info("serving the dashboard on \(dashboard.baseURL)/ (`musterctl dashboard` prints an address that signs in)")
         }
         let group = ServiceGroup(configuration: .init(
             services: services,

@@ -434,6 +434,8 @@ struct ControlRouteTests {
             // web runs its manifest as it is on disk and has one revision: nothing to deploy; rollback wants a JSON body, as start does.
             "POST /v1/services/{name}/deploy": 200, "POST /v1/services/{name}/rollback": 400, "GET /v1/services/{name}/history": 200,
             "GET /v1/history": 200,
+            // The harness has a dashboard; the route wants a JSON body ({} for the defaults).
+            "POST /v1/dashboard/login": 400,
         ]
         try await RouteHarness.run(specs: [RouteHarness.spec("web")]) { harness, api in
             for route in ControlAPI.routes.map(canonicalRoute) {

@@ -28,6 +28,7 @@ struct OpenAPIDocumentTests {
     @Test("has every body schema", arguments: [
         "StatusResponse", "ServiceStatus", "InstanceStatus", "TargetsRequest", "SignalRequest", "ScaleRequest",
         "ActionResponse", "ReloadResponse", "ErrorResponse", "VersionResponse", "EventRecord", "EventsResponse", "MetricsHistoryResponse",
+        "DashboardLoginRequest", "DashboardLoginResponse",
     ])
     func schemaExists(name: String) throws {
         let schema = try #require(document.schema(named: name), "components/schemas/\(name) is missing")
@@ -49,7 +50,7 @@ struct OpenAPIDocumentTests {
         let bodies: [String: String] = [
             "POST /v1/start": "TargetsRequest", "POST /v1/stop": "TargetsRequest", "POST /v1/restart": "TargetsRequest",
             "POST /v1/signal": "SignalRequest", "POST /v1/services/{name}/scale": "ScaleRequest",
-            "POST /v1/services/{name}/rollback": "RollbackRequest",
+            "POST /v1/services/{name}/rollback": "RollbackRequest", "POST /v1/dashboard/login": "DashboardLoginRequest",
         ]
         for route in ControlAPI.routes.map(canonicalRoute) {
             let parts = route.split(separator: " ").map(String.init)

@@ -19,6 +19,9 @@ final class RouteHarness: @unchecked Sendable {
     let router: Router<ControlContext>
     let directory: String
     let document: OpenAPIDocument
+    /// The dashboard's tokens, on a clock a test can move forward (`passTime`).
+    let dashboard: DashboardAccess
+    private let clockShift = Locked(0.0)
     private let manifests: Locked<Result<[ServiceSpec], ManifestErrors>>
     private let shutdownRequestCount = Locked(0)
     /// Every pid a status response showed, to prove none outlives the test.
@@ -26,7 +29,7 @@ final class RouteHarness: @unchecked Sendable {
 
     static let reloadWarning = "test warning: idle will run as root"
 
-    init(specs: [ServiceSpec], authorizer: PeerAuthorizer, shutDownOnRequest: Bool) throws {
+    init(specs: [ServiceSpec], authorizer: PeerAuthorizer, shutDownOnRequest: Bool, dashboard dashboardOn: Bool = true) throws {
         document = try OpenAPIDocument.load()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("muster-control-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -42,6 +45,9 @@ final class RouteHarness: @unchecked Sendable {
             loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try manifests.withLock { $0 }.get() },
             portIsFree: { _ in true }))
         self.supervisor = supervisor
+        let shift = clockShift
+        let dashboard = DashboardAccess(listen: ListenAddress(host: "127.0.0.1", port: 9090)) { WallClock.now() + shift.withLock { $0 } }
+        self.dashboard = dashboard
         let counter = shutdownRequestCount
         router = ControlAPI.router(supervisor: supervisor, journal: journal, settings: .init(
             authorizer: authorizer, cgroupMode: "unavailable", cgroupRoot: nil,
@@ -49,7 +55,12 @@ final class RouteHarness: @unchecked Sendable {
                 counter.withLock { $0 += 1 }
                 if shutDownOnRequest { Task { await supervisor.shutdown() } }
             },
-            reloadWarnings: { [Self.reloadWarning] }))
+            reloadWarnings: { [Self.reloadWarning] }, dashboard: dashboardOn ? dashboard : nil))
+    }
+
+    /// Moves the dashboard's clock forward, so tokens expire without waiting.
+    func passTime(_ seconds: Double) {
+        clockShift.withLock { $0 += seconds }
     }
 
     var shutdownRequests: Int { shutdownRequestCount.withLock { $0 } }
@@ -67,8 +78,8 @@ final class RouteHarness: @unchecked Sendable {
     /// Starts the supervisor, runs `body` against the router in-process, and always shuts the
     /// supervisor down afterwards (stopping every process), whether `body` passed or threw.
     static func run(specs: [ServiceSpec], authorizer: PeerAuthorizer = PeerAuthorizer(controlGroup: "muster", allowWithoutCredentials: true),
-                    shutDownOnRequest: Bool = false, _ body: @escaping @Sendable (RouteHarness, APIClient) async throws -> Void) async throws {
-        let harness = try RouteHarness(specs: specs, authorizer: authorizer, shutDownOnRequest: shutDownOnRequest)
+                    shutDownOnRequest: Bool = false, dashboard: Bool = true, _ body: @escaping @Sendable (RouteHarness, APIClient) async throws -> Void) async throws {
+        let harness = try RouteHarness(specs: specs, authorizer: authorizer, shutDownOnRequest: shutDownOnRequest, dashboard: dashboard)
         await harness.supervisor.start()
         var failure: (any Error)?
         do {
