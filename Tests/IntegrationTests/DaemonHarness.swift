@@ -35,7 +35,8 @@ final class DaemonHarness: @unchecked Sendable {
         return "\(20000 + block * 100)-\(20000 + block * 100 + 99)"
     }
 
-    init(services: [String: String], ports: String = DaemonHarness.instancePortBlock(), autoRoot: Bool = false) throws {
+    /// - Parameter daemonConfig: more lines for musterd.toml's [daemon] table.
+    init(services: [String: String], ports: String = DaemonHarness.instancePortBlock(), autoRoot: Bool = false, daemonConfig: String = "") throws {
         self.autoRoot = autoRoot
         rootName = "muster-it-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(rootName)
@@ -48,6 +49,7 @@ final class DaemonHarness: @unchecked Sendable {
             log_dir        = "log"
             cgroup_root    = "\(autoRoot ? "auto" : rootName)"
             instance_ports = "\(ports)"
+            \(daemonConfig)
             """
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         for (name, text) in services { try write(service: name, text) }
@@ -198,8 +200,9 @@ final class DaemonHarness: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    static func with(services: [String: String], autoRoot: Bool = false, _ body: (DaemonHarness) async throws -> Void) async throws {
-        let harness = try DaemonHarness(services: services, autoRoot: autoRoot)
+    static func with(services: [String: String], autoRoot: Bool = false, daemonConfig: String = "",
+                     _ body: (DaemonHarness) async throws -> Void) async throws {
+        let harness = try DaemonHarness(services: services, autoRoot: autoRoot, daemonConfig: daemonConfig)
         defer { harness.cleanUp() }
         do {
             try await body(harness)

@@ -5,11 +5,13 @@ import MusterRuntime
 
 /// `GET /live`: the dashboard's Server-Sent Events. First a `snapshot` (status, the whole
 /// history, recent events), then a `tick` each second (status and the history samples newer than
-/// the last ones sent) and an `event` for each event as the journal records it. A browser's
+/// the last ones sent) and an `event` for each event as the journal records it, followed by a
+/// tick. A browser's
 /// EventSource reconnects by itself and gets a fresh snapshot, so nothing is resent by id.
 enum DashboardLiveFeed {
     static let tickInterval: Duration = .seconds(1)
     static let recentEvents = 100
+    static let eagerTickSpacing: Duration = .milliseconds(200)
 
     private enum Frame: Sendable {
         case tick
@@ -44,16 +46,19 @@ enum DashboardLiveFeed {
                     }
                 }
                 // A write to a page that went away throws, which ends the group and both tasks.
+                // An event also brings a tick at once (at most one per 200 ms), so a scale or a
+                // crash shows in the table now rather than at the next second.
+                var lastTick = ContinuousClock.now
                 for await next in frames {
                     if await isOver() { break }
-                    switch next {
-                    case .event(let event):
+                    if case .event(let event) = next {
                         try await writer.write(frame("event", event))
-                    case .tick:
-                        let history = try await supervisor.metricsHistory(services: [], since: newest)
-                        if let time = newestSampleTime(history) { newest = max(newest ?? time, time) }
-                        try await writer.write(tickFrame(status: try await supervisor.status(), history: history))
+                        guard ContinuousClock.now - lastTick > eagerTickSpacing else { continue }
                     }
+                    lastTick = ContinuousClock.now
+                    let history = try await supervisor.metricsHistory(services: [], since: newest)
+                    if let time = newestSampleTime(history) { newest = max(newest ?? time, time) }
+                    try await writer.write(tickFrame(status: try await supervisor.status(), history: history))
                 }
                 group.cancelAll()
                 continuation.finish()

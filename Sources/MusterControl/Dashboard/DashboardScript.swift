@@ -277,7 +277,8 @@ enum DashboardScript {
           const id = page.chosenInstance;
           if (!id) return;
           try {
-            const response = await fetch(`/v1/logs/${encodeURIComponent(id)}?lines=50`);
+            // The colon of "web:0" stays as it is: the route takes the target verbatim.
+            const response = await fetch(`/v1/logs/${encodeURIComponent(id).replace(/%3A/g, ":")}?lines=50`);
             const text = response.ok ? await response.text() : `(${response.status}: ${(await response.json()).message})`;
             if (page.chosenInstance !== id) return;
             const pane = document.getElementById("log-lines");
