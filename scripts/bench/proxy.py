@@ -9,6 +9,8 @@ rounds, and this prints the median req/s, p50 and p99 per target and the ratios:
   nginx-proxy   nginx as a reverse proxy with upstream keepalive, over the same 4
   muster-tcp    musterd's [proxy] protocol = "tcp" over 4 more instances (a second service)
   haproxy-tcp   HAProxy mode tcp over the same 4 as haproxy-http
+  muster-http-watched   (--viewers) muster-http again, with the dashboard open in headless
+                Chromium and `musterctl top` open in tmux while wrk runs: what watching costs
 
 The backends are nginx (`return 200 "ok\\n"`, access_log off, worker_processes 1), started by
 musterd as the instances of two services. Each instance picks its generated config by port
@@ -151,8 +153,9 @@ backend tcp_out
 # --- Muster ----------------------------------------------------------------------------------
 
 class Muster:
-    def __init__(self, res, bin_dir, tmp, instance_ports, http_port, tcp_port):
+    def __init__(self, res, bin_dir, tmp, instance_ports, http_port, tcp_port, dashboard_port):
         self.res = res
+        self.dashboard_port = dashboard_port
         self.musterd = os.path.join(bin_dir, "musterd")
         self.musterctl = os.path.join(bin_dir, "musterctl")
         self.tmp = tmp
@@ -171,6 +174,7 @@ state_dir      = "{tmp}/state"
 log_dir        = "{tmp}/log"
 cgroup_root    = "{root}"
 instance_ports = "{instance_ports[0]}-{instance_ports[-1]}"
+dashboard_listen = "127.0.0.1:{dashboard_port}"
 """)
         command = [NGINX, "-p", f"{tmp}/", "-c", f"{tmp}/nginx-{{port}}.conf"]
         for name, protocol, port in (("bench-http", "http", http_port), ("bench-tcp", "tcp", tcp_port)):
@@ -260,17 +264,47 @@ def run_wrk(port, args, process=None):
     return result
 
 
+# --- viewers (--viewers) ---------------------------------------------------------------------
+
+class Viewers:
+    """The dashboard in headless Chromium and `musterctl top` in a tmux pane of its own, open
+    while one wrk run goes on; stop() closes both (also from the cleanup)."""
+
+    def __init__(self, res, muster):
+        self.res = res
+        self.muster = muster
+        self.server = f"muster-bench-proxy-{uuid.uuid4().hex[:8]}"
+        self.name = "viewers"
+        self.chromium = None
+
+    def start(self):
+        profile = self.res.temp_dir("chromium")
+        self.chromium = self.res.start(Process(
+            "chromium", ["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         f"--user-data-dir={profile}", f"http://127.0.0.1:{self.muster.dashboard_port}/"],
+            os.path.join(self.muster.tmp, "chromium.log")))
+        run_quiet(["tmux", "-L", self.server, "new-session", "-d", "-x", "120", "-y", "40",
+                   f"{self.muster.musterctl} top --socket {self.muster.socket}"])
+        time.sleep(4)   # the page loaded and its live feed open, top drawing
+
+    def stop(self):
+        run_quiet(["tmux", "-L", self.server, "kill-server"])
+        if self.chromium:
+            self.chromium.stop()
+            self.chromium = None
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 def report(results, order):
     # CPU µs per request: the proxy's own cost, less sensitive than req/s to what else the
     # machine is doing (it is what the proxy takes away from the backends and the client).
-    lines = [f"{'target':<14}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'proxy CPU %':>13}{'CPU us/req':>12}{'errors':>8}"]
+    lines = [f"{'target':<21}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'proxy CPU %':>13}{'CPU us/req':>12}{'errors':>8}"]
     med = {}
     for name in order:
         runs = results.get(name) or []
         if not runs:
-            lines.append(f"{name:<14}{'(not measured)':>32}")
+            lines.append(f"{name:<21}{'(not measured)':>32}")
             continue
         m = {k: median([r[k] for r in runs]) for k in ("rps", "p50_ms", "p99_ms")}
         cpu = [r["cpu_percent"] for r in runs if "cpu_percent" in r]
@@ -281,7 +315,7 @@ def report(results, order):
         med[name] = m
         cpu_text = f"{m['cpu_percent']:.0f}" if m["cpu_percent"] is not None else "-"
         us_text = f"{m['cpu_us_per_request']:.1f}" if m["cpu_us_per_request"] is not None else "-"
-        lines.append(f"{name:<14}{m['rps']:>12.0f}{m['p50_ms']:>10.3f}{m['p99_ms']:>10.3f}{cpu_text:>13}{us_text:>12}{m['errors']:>8}")
+        lines.append(f"{name:<21}{m['rps']:>12.0f}{m['p50_ms']:>10.3f}{m['p99_ms']:>10.3f}{cpu_text:>13}{us_text:>12}{m['errors']:>8}")
     lines.append("")
 
     def ratio(a, b, label):
@@ -302,6 +336,7 @@ def report(results, order):
         "muster_http/haproxy_http": ratio("muster-http", "haproxy-http", "Muster http / HAProxy http"),
         "muster_tcp/haproxy_tcp": ratio("muster-tcp", "haproxy-tcp", "Muster tcp / HAProxy tcp"),
         "muster_http/direct": ratio("muster-http", "direct", "Muster http / direct"),
+        "muster_http_watched/muster_http": ratio("muster-http-watched", "muster-http", "Muster http watched / not"),
         "muster_tcp/direct": ratio("muster-tcp", "direct", "Muster tcp / direct"),
         "haproxy_http/direct": ratio("haproxy-http", "direct", "HAProxy http / direct"),
         "haproxy_tcp/direct": ratio("haproxy-tcp", "direct", "HAProxy tcp / direct"),
@@ -322,6 +357,8 @@ def main():
     parser.add_argument("--targets", default="direct,muster-http,haproxy-http,nginx-proxy,muster-tcp,haproxy-tcp",
                         help="comma-separated subset of the targets, in the order each round runs them")
     parser.add_argument("--peers-only", action="store_true", help="no musterd: start the 4 backends directly")
+    parser.add_argument("--viewers", action="store_true",
+                        help="also measure muster-http with the dashboard (headless Chromium) and musterctl top open")
     parser.add_argument("--results-dir", help="keep results.json, summary.txt and the logs there")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -332,13 +369,15 @@ def main():
     raise_interrupted_on_signals()
 
     order = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if args.viewers and "muster-http" in order and "muster-http-watched" not in order:
+        order.insert(order.index("muster-http") + 1, "muster-http-watched")
     # 64 ports for 8 instances: musterd skips a port that cannot be bound right now, and one a
     # previous run's connections left in TIME-WAIT counts as such for a minute.
     instance_ports = list(range(args.base_port, args.base_port + 64))
-    muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port = range(args.base_port + 100, args.base_port + 105)
+    muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port, dashboard_port = range(args.base_port + 100, args.base_port + 106)
     res = Resources("bench-proxy")
     try:
-        busy = [p for p in [muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port] if not port_free(p)]
+        busy = [p for p in [muster_http, muster_tcp, haproxy_http, haproxy_tcp, nginx_port, dashboard_port] if not port_free(p)]
         if busy:
             raise BenchError(f"ports in use: {busy} (pick another --base-port)")
         tmp = res.temp_dir("run")
@@ -351,7 +390,7 @@ def main():
         muster_note = None
         backends = []
         if not args.peers_only:
-            muster = Muster(res, args.bin_dir, tmp, instance_ports, muster_http, muster_tcp)
+            muster = Muster(res, args.bin_dir, tmp, instance_ports, muster_http, muster_tcp, dashboard_port)
             process = muster.start()
             try:
                 wait_until(lambda: len(muster.ready_ports("bench-http")) == 4 and len(muster.ready_ports("bench-tcp")) == 4,
@@ -377,6 +416,8 @@ def main():
                 try:
                     wait_until(lambda: http_ok(port), 10, f"{name} answering on 127.0.0.1:{port}", step=0.1)
                     proxies[name] = (port, muster.process)
+                    if name == "muster-http" and args.viewers:
+                        proxies["muster-http-watched"] = (port, muster.process)
                 except BenchError as error:
                     log(f"scripts/bench/proxy: {error}: musterd does not serve this [proxy] listener; skipping {name}")
 
@@ -405,7 +446,16 @@ def main():
                 port, process = proxies[name]
                 # A warm-up second so every target starts with its connections and pools open.
                 run_quiet(["wrk", "-t1", "-c8", "-d1s", f"http://127.0.0.1:{port}/"], timeout=30)
-                r = run_wrk(port, args, process)
+                viewers = None
+                if name == "muster-http-watched":
+                    viewers = Viewers(res, muster)
+                    res.processes.append(viewers)
+                    viewers.start()
+                try:
+                    r = run_wrk(port, args, process)
+                finally:
+                    if viewers:
+                        viewers.stop()
                 results[name].append(r)
                 log(f"round {round_number} {name:<13} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
                     f"p99 {r['p99_ms']:.3f} ms" + (f"  cpu {r['cpu_percent']:.0f}%" if "cpu_percent" in r else ""))
