@@ -82,4 +82,31 @@ import Testing
             #expect((measured["points"] as? Int ?? 0) >= 3)
         }
     }
+
+    /// The dashboard's listener is shut down before the supervisor and waits for open requests:
+    /// an open live feed once held musterd's stop up for good. No browser needed: a raw
+    /// connection reading /live is an open page to the daemon.
+    @Test(.enabled(if: isRoot)) func anOpenPageDoesNotHoldUpTheStop() async throws {
+        let dashboardPort = ProxyTests.freePort()
+        try await DaemonHarness.with(services: ["web": sleeper], daemonConfig: "dashboard_listen = \"127.0.0.1:\(dashboardPort)\"") { d in
+            try await d.start()
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            try #require(ProxyTests.onLoopback(fd, dashboardPort, connect) == 0)
+            let request = "GET /live HTTP/1.1\r\nHost: 127.0.0.1:\(dashboardPort)\r\n\r\n"
+            _ = request.withCString { send(fd, $0, strlen($0), 0) }
+            var head = ""
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while !head.contains("event: snapshot") {
+                let received = recv(fd, &buffer, buffer.count, 0)
+                if received <= 0 { break }
+                head += String(decoding: buffer.prefix(received), as: UTF8.self)
+            }
+            #expect(head.contains("text/event-stream") && head.contains("event: snapshot"), "\(head.prefix(300))")
+            let daemon = try #require(d.daemon)
+            kill(daemon.processIdentifier, SIGTERM)
+            let code = await d.waitForExit(30)
+            #expect(code == 0, "musterd did not exit within 30 s of SIGTERM with a page open")
+        }
+    }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import MusterAPI
 import MusterCore
 import MusterRuntime
+import ServiceLifecycle
 
 /// `dashboard_listen`: the web page at `/`, its script and style, the live feed, read-only JSON
 /// (the control API's shapes), and the actions, which need a token issued over the control
@@ -44,8 +45,11 @@ public enum DashboardRoutes {
             return response
         }
         router.get("live") { request, _ in
+            // The listener is shut down before the supervisor (ServiceGroup goes in reverse), and it
+            // waits for open requests: an open page must end its feed on the listener's own
+            // graceful shutdown, or it would hold up musterd's stop.
             DashboardLiveFeed.response(supervisor: supervisor, journal: journal, signedInUntil: access.expiry(of: token(request))) {
-                await supervisor.isShuttingDown
+                Task.isShuttingDownGracefully || Task.isCancelled
             }
         }
 
