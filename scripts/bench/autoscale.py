@@ -25,14 +25,17 @@ serving, and to the p99 back under its pre-step value; the activator's overhead;
 and scale-to-zero times; and every failed request (non-200, socket error or timeout) over the
 whole run. Into --out DIR it writes timeline.csv (one row a second: offered concurrency,
 instances desired and serving, requests, failures, p50, p99), samples.csv (the scaler's state
-every 200 ms), requests.csv (every request), zero.csv, timeline.png (gnuplot), summary.txt,
-results.json, and musterd's log, event log and configs.
+every 200 ms), decisions.csv (each scaling decision from musterd's events: time, from, to,
+reason), requests.csv (every request), zero.csv, timeline.svg and timeline.png (gnuplot, from
+timeline.gp: load, instances with each decision marked, latency), summary.txt, results.json,
+and musterd's log, event log and configs. --docs-picture PATH copies timeline.svg there too.
 
 Cleanup (musterd and its instances, the directly started backends, the run's temp folder,
 Muster's cgroup root) runs on success, failure, Ctrl-C and SIGTERM; the --out folder stays.
 """
 import argparse
 import bisect
+import csv
 import http.client
 import json
 import math
@@ -499,38 +502,135 @@ def write_outputs(out, records, samples, levels, zero_rows, duration):
                               z.get("to_ready_ms"), z.get("to_answer_ms"))) + "\n")
 
 
-def plot(out, marks, title):
+DECISION_LOAD_RE = re.compile(r"^\S+ ([^\s,]+) over ([^\s,]+)")
+
+
+def decision_kind(reason):
+    """A word for the picture: what made the scaler decide."""
+    if "(activator)" in reason:
+        return "activator"
+    if "(panic)" in reason:
+        return "panic"
+    if "scale to zero" in reason:
+        return "idle"
+    if "outside the bounds" in reason:
+        return "bounds"
+    return "window"
+
+
+DECISION_IDLE_RE = re.compile(r"^idle for ([^\s,]+)")
+
+
+def decision_label(a, b, reason):
+    """"1→4 panic: 20.0 over 2s", "4→3 2.0 over 6s", "1→0 idle 5s", "0→1 activator" (no commas:
+    decisions.csv is read by gnuplot with ',' as the separator)."""
+    kind = decision_kind(reason)
+    m = DECISION_LOAD_RE.match(reason)
+    idle = DECISION_IDLE_RE.match(reason)
+    if kind == "panic" and m:
+        text = f"panic: {m.group(1)} over {m.group(2)}"
+    elif kind == "window" and m:
+        text = f"{m.group(1)} over {m.group(2)}"
+    elif kind == "idle" and idle:
+        text = f"idle {idle.group(1)}"
+    else:
+        text = kind
+    return f"{a}→{b} {text}".replace(",", ";")
+
+
+def write_decisions(out, decisions):
+    """decisions.csv. The picture's label column names a decision the first time its text comes
+    up: the repeats from zero (1 → 0 idle, 0 → 1 activator, five times) have only their point."""
+    seen = set()
+    with open(os.path.join(out, "decisions.csv"), "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["time_s", "from", "to", "kind", "label", "reason"])
+        for t, a, b, why in decisions:
+            label = decision_label(a, b, why)
+            w.writerow([f"{t:.3f}", a, b, decision_kind(why), "" if label in seen else label, why])
+            seen.add(label)
+
+
+DECISION_COLOURS = {"panic": "#d62728", "window": "#1f77b4", "idle": "#7f7f7f", "activator": "#9467bd", "bounds": "#000000"}
+DECISION_TITLES = {"panic": "panic (load over panic_window)", "window": "load over window", "idle": "idle, to zero",
+                   "activator": "activator (a request at zero)", "bounds": "outside min/max"}
+
+
+def plot(out, marks, decisions, samples, levels, request_ms, title):
+    """timeline.gp, and from it timeline.svg (gnuplot's svg terminal, no cairo needed) and
+    timeline.png: the load (offered clients, the scaler's load, req/s), the instances (desired,
+    serving) with each scaling decision marked (a line, a point at the new count and a label
+    with from → to and the reason), and the latency. None when both were drawn, else a note."""
     gp = os.path.join(out, "timeline.gp")
     arrows = "\n".join(f"set arrow from {t:.2f}, graph 0 to {t:.2f}, graph 1 nohead dt 2 lc rgb '#888888'"
                        for t, _ in marks)
     labels = "\n".join(f"set label '{name}' at {t + 0.3:.2f}, graph 0.92 font ',9' tc rgb '#555555'" for t, name in marks)
+    # The decisions' lines in the instances panel only, tagged so they can be taken off again.
+    decision_arrows = "\n".join(
+        f"set arrow {100 + k} from {t:.3f}, graph 0 to {t:.3f}, graph 1 nohead dt 3 lw 1 lc rgb '{DECISION_COLOURS[decision_kind(why)]}' back"
+        for k, (t, _, _, why) in enumerate(decisions))
+    unset_decision_arrows = "\n".join(f"unset arrow {100 + k}" for k in range(len(decisions)))
+    top = max([b for _, _, b, _ in decisions] + [s[1] or 0 for s in samples] + [s[2] or 0 for s in samples] + [1])
+    kinds = [k for k in DECISION_COLOURS if any(decision_kind(why) == k for _, _, _, why in decisions)]
+    decision_points = "".join(
+        f"     'decisions.csv' using 1:(strcol(4) eq '{k}' ? $3 : NaN) with points pt 7 ps 0.9 lc rgb '{DECISION_COLOURS[k]}' "
+        f"title 'decision: {DECISION_TITLES[k]}', \\\n" for k in kinds)
+    # A client of the closed loop sends 1000 / request_ms requests a second at best, so the
+    # right axis is scaled to match: req/s under the offered line is the latency showing.
+    per_client = 1000.0 / request_ms
+    # Linked axes do not autoscale: room above the highest level for the phase labels.
+    load_top = max([level for _, level, _ in levels] + [s[4] or 0 for s in samples] + [1]) * 1.25
     with open(gp, "w") as f:
-        f.write(f"""# gnuplot {os.path.basename(gp)}: draws timeline.png from the CSVs next to it
+        f.write(f"""# gnuplot {os.path.basename(gp)}: draws timeline.svg from the CSVs next to it;
+# gnuplot -e "fmt='png'" {os.path.basename(gp)} draws timeline.png
+if (!exists("fmt")) fmt = 'svg'
+set encoding utf8
+if (fmt eq 'svg') {{
+    set terminal svg size 1200,1050 noenhanced font 'sans,11' background rgb 'white'
+    set output 'timeline.svg'
+}} else {{
+    set terminal pngcairo size 1200,1050 noenhanced font ',10'
+    set output 'timeline.png'
+}}
 set datafile separator ','
 set key autotitle columnhead
-set terminal pngcairo size 1200,1000 font ',10'
-set output 'timeline.png'
 set multiplot layout 3,1 title '{title}' font ',12'
 set grid
 set xrange [0:*]
 set autoscale xfixmax
 set lmargin 10
+set rmargin 10
 set offsets 0, 0, graph 0.08, 0
 # Empty fields (a second with no answer) as NaN, so the latency lines break there.
 gaps(f) = "< awk -F, -v OFS=, '{{for (i = 1; i <= NF; i++) if ($i == \\"\\") $i = \\"NaN\\"; print}}' ".f
 {arrows}
 {labels}
 set ylabel 'concurrency'
+set y2label 'requests per second'
+set y2tics
+set yrange [0:{load_top:g}]
+set link y2 via y * {per_client:g} inverse y / {per_client:g}
 set key top right
 plot 'levels.csv' using 1:2 with steps lw 2 lc rgb '#1f77b4' title 'offered (clients)', \\
-     'samples.csv' using 1:5 with lines lw 1 lc rgb '#ff7f0e' title 'scaler load (last tick)'
+     'samples.csv' using 1:5 with lines lw 1 lc rgb '#ff7f0e' title 'scaler load (last tick)', \\
+     gaps('timeline.csv') using ($1-0.5):5 axes x1y2 with points pt 6 ps 0.6 lc rgb '#17becf' title 'req/s per 1 s (right axis: {per_client:g} a client at {request_ms} ms)'
 unset label
+unset link y2
+unset y2label
+unset y2tics
 set ylabel 'instances'
-set yrange [0:*]
-set ytics 1
+set yrange [-0.3:{top + 2}]
+set key top left vertical maxrows 3 width 2
+set offsets 0, 0, 0, 0
+set ytics 0, 1
+{decision_arrows}
 plot 'samples.csv' using 1:2 with steps lw 5 lc rgb '#f4a6a6' title 'desired', \\
-     'samples.csv' using 1:3 with steps lw 2 lc rgb '#2ca02c' title 'serving (ready)'
+     'samples.csv' using 1:3 with steps lw 2 lc rgb '#2ca02c' title 'serving (ready)', \\
+{decision_points}     'decisions.csv' using 1:3:5 with labels left offset 0.5,0.75 font ',9' tc rgb '#333333' notitle
+{unset_decision_arrows}
+set key top right vertical maxrows auto width 0
 set ytics autofreq
+set offsets 0, 0, graph 0.08, 0
 set ylabel 'latency (ms)'
 set xlabel 'time since the load started (s)'
 set yrange [0:*]
@@ -541,16 +641,21 @@ unset multiplot
 """)
     if not shutil.which("gnuplot"):
         return "gnuplot not installed; timeline.gp is there to draw it"
-    terminal_ok = run_quiet(["gnuplot", "-e", "set terminal pngcairo"], timeout=30).returncode == 0
-    if not terminal_ok:   # a gnuplot without cairo: the gd png terminal instead
-        with open(gp) as f:
-            text = f.read().replace("set terminal pngcairo size 1200,1000 font ',10'", "set terminal png size 1200,1000")
-        with open(gp, "w") as f:
-            f.write(text)
+    notes = []
     r = subprocess.run(["gnuplot", os.path.basename(gp)], cwd=out, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
-        return f"gnuplot failed: {r.stderr.strip()}"
-    return None
+        notes.append(f"gnuplot (svg) failed: {r.stderr.strip()}")
+    if run_quiet(["gnuplot", "-e", "set terminal pngcairo"], timeout=30).returncode != 0:
+        # A gnuplot without cairo: the gd png terminal instead.
+        with open(gp) as f:
+            text = f.read().replace("set terminal pngcairo size 1200,1050 noenhanced font ',10'",
+                                    "set terminal png size 1200,1050 noenhanced")
+        with open(gp, "w") as f:
+            f.write(text)
+    r = subprocess.run(["gnuplot", "-e", "fmt='png'", os.path.basename(gp)], cwd=out, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        notes.append(f"gnuplot (png) failed: {r.stderr.strip()}")
+    return "; ".join(notes) or None
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -569,7 +674,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", required=True, help="folder with release musterd and musterctl")
     parser.add_argument("--quick", action="store_true", help="shorter phases and windows (about 1 minute)")
-    parser.add_argument("--out", help="folder for the CSVs, PNG and logs (default: a new /tmp/muster-bench-autoscale-<time>)")
+    parser.add_argument("--out", help="folder for the CSVs, pictures and logs (default: a new /tmp/muster-bench-autoscale-<time>)")
+    parser.add_argument("--docs-picture", metavar="PATH",
+                        help="also copy timeline.svg to PATH (through scripts/bench/autoscale, relative to the repository), "
+                             "e.g. docs/autoscale-timeline.svg")
     parser.add_argument("--baseline", type=int, default=5, help="clients before the step (default 5)")
     parser.add_argument("--step", type=int, default=20, help="clients during the step (default 20)")
     parser.add_argument("--low", type=int, default=2, help="clients after the step, for the scale-down (default 2)")
@@ -809,8 +917,18 @@ def main():
 
         # Files.
         write_outputs(out, records, poller.samples, levels, zero_rows, duration)
-        plot_note = plot(out, marks, f"musterd autoscaler: {args.baseline} → {args.step} → {args.low} → 0 clients, target {args.target:g} per instance, "
-                         f"{args.request_ms} ms a request, {args.workers} workers an instance")
+        write_decisions(out, scaled)
+        plot_note = plot(out, marks, scaled, poller.samples, levels, args.request_ms,
+                         f"musterd autoscaler: {args.baseline} → {args.step} → {args.low} → 0 clients, target {args.target:g} per instance, "
+                         f"{args.request_ms} ms a request, {args.workers} workers an instance ({'--quick' if args.quick else 'full'} run, "
+                         f"{time.strftime('%Y-%m-%d')})")
+        if args.docs_picture:
+            svg = os.path.join(out, "timeline.svg")
+            if os.path.exists(svg):
+                os.makedirs(os.path.dirname(os.path.abspath(args.docs_picture)), exist_ok=True)
+                shutil.copy(svg, args.docs_picture)
+            else:
+                contract_notes.append(f"no timeline.svg to copy to {args.docs_picture}")
 
         def verdict(ok):
             return "MET" if ok else "MISSED"
@@ -882,7 +1000,9 @@ def main():
         lines.append("scaler decisions (t from the load's start):")
         lines += [f"  t={t:6.2f}s {a} → {b}, {why}" for t, a, b, why in scaled]
         lines.append("")
-        lines.append(f"output: {out}/timeline.csv, timeline.png" + (f" ({plot_note})" if plot_note else ""))
+        lines.append(f"output: {out}/timeline.csv, decisions.csv, timeline.svg, timeline.png" + (f" ({plot_note})" if plot_note else ""))
+        if args.docs_picture and os.path.exists(os.path.join(out, "timeline.svg")):
+            lines.append(f"picture copied to {args.docs_picture}")
         text = "\n".join(lines)
 
         with open(os.path.join(out, "summary.txt"), "w") as f:
