@@ -166,7 +166,7 @@ public enum ControlAPI {
             let body = try await decode(DashboardLoginRequest.self, request, context)
             var lifetime = DashboardTokens.defaultLifetime
             if let text = body.validFor {
-                guard let value = DurationText.parse(text), value > .zero, value <= DashboardTokens.maximumLifetime else {
+                guard let value = DurationText.parse(text), value >= .seconds(1), value <= DashboardTokens.maximumLifetime else {
                     throw ControlError.badRequest("valid_for must be a duration from 1s to 720h (30 days) such as 30m or 12h, not \"\(text)\"")
                 }
                 lifetime = value

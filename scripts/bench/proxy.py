@@ -457,7 +457,7 @@ def main():
                     if viewers:
                         viewers.stop()
                 results[name].append(r)
-                log(f"round {round_number} {name:<13} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
+                log(f"round {round_number} {name:<21} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
                     f"p99 {r['p99_ms']:.3f} ms" + (f"  cpu {r['cpu_percent']:.0f}%" if "cpu_percent" in r else ""))
         text, med, ratios = report(results, order)
         if muster is not None:
