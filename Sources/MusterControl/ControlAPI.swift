@@ -166,10 +166,11 @@ public enum ControlAPI {
             let body = try await decode(DashboardLoginRequest.self, request, context)
             var lifetime = DashboardTokens.defaultLifetime
             if let text = body.validFor {
-                guard let value = DurationText.parse(text), value >= .seconds(1), value <= DashboardTokens.maximumLifetime else {
-                    throw ControlError.badRequest("valid_for must be a duration from 1s to 720h (30 days) such as 30m or 12h, not \"\(text)\"")
+                guard text.count <= 8, DurationText.isPlain(text), let value = DurationText.parse(text) else {
+                    throw ControlError.badRequest("valid_for must be a duration of at most 8 characters such as 30m, 12h or 720h, not \"\(text)\"")
                 }
-                lifetime = value
+                // Cut to the allowed range rather than refused: the answer's expires_at says what was granted.
+                lifetime = min(max(value, .seconds(1)), DashboardTokens.maximumLifetime)
             }
             let (token, expires) = dashboard.issue(lifetime: lifetime)
             return JSONBody.response(DashboardLoginResponse(url: "\(dashboard.baseURL)/login?token=\(token)", token: token, expiresAt: expires))

@@ -19,6 +19,18 @@ public enum DurationText {
         return .seconds(seconds)
     }
 
+    /// Digits, an optional fraction and an optional unit (ms, us, ns, s, m, h), nothing else: the
+    /// shape the OpenAPI document gives durations in request bodies (no spaces, no "µs").
+    public static func isPlain(_ text: String) -> Bool {
+        var rest = Substring(text)
+        for unit in ["ms", "us", "ns", "s", "m", "h"] where rest.hasSuffix(unit) {
+            rest = rest.dropLast(unit.count)
+            break
+        }
+        let parts = rest.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        return !parts.isEmpty && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }
+    }
+
     /// The shortest exact spelling: 0.2 s → "200ms", 30 s → "30s", 90 s → "90s".
     public static func format(_ duration: Duration) -> String {
         let seconds = duration.seconds

@@ -57,7 +57,15 @@ import Testing
             try? screen().write(toFile: "\(output)/top-\(name).txt", atomically: true, encoding: .utf8)
         }
 
-        func close() { tmux("kill-server") }
+        /// Kills the pane's process group first: a test run may inherit SIGHUP ignored, and then
+        /// the pane's shell outlives kill-server's hangup (sleeping its 600 s) and so does tmux.
+        func close() {
+            for pid in tmux("list-panes", "-a", "-F", "#{pane_pid}").stdout.split(separator: "\n").compactMap({ Int32($0) }) {
+                kill(-pid, SIGKILL)
+                kill(pid, SIGKILL)
+            }
+            tmux("kill-server")
+        }
     }
 
     @Test(.enabled(if: isRoot && hasTmux)) func rowsScaleThroughSAndQRestoresTheTerminal() async throws {

@@ -92,7 +92,14 @@ struct OpenAPIDocument: Sendable {
 
     static var path: String { packageRoot.appendingPathComponent("docs/api/openapi.json").path }
 
+    /// The document, parsed once for the whole test run: every route test checks against it,
+    /// and parsing it for each (a quarter second in a debug build) kept the two cooperative
+    /// threads busy long enough for the kernel tests' waits to run out.
     static func load() throws -> OpenAPIDocument {
+        try parsed.get()
+    }
+
+    private static let parsed = Result { () throws -> OpenAPIDocument in
         let text = try String(contentsOfFile: path, encoding: .utf8)
         return OpenAPIDocument(root: try JSONValue.parse(text))
     }
