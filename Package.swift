@@ -16,7 +16,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", exact: "1.6.0"),
         .package(url: "https://github.com/apple/swift-atomics", exact: "1.3.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
-        .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
@@ -39,11 +38,15 @@ let package = Package(
         .target(name: "MusterAPI"),
         // Swift face of libsystemd.
         .target(name: "MusterSystemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+        // What this host holds: manifests and musterd.toml read from disk (with the file-trust
+        // and user checks), files written atomically, users and groups. No processes, no sockets:
+        // musterctl links it for check, import and export without the daemon's runtime.
+        .target(name: "MusterHost", dependencies: ["MusterCore"]),
         // Linux side: spawner, cgroups, reaper, logs, state store, the Supervisor actor.
         .target(
             name: "MusterRuntime",
             dependencies: [
-                "MusterCore", "MusterAPI", "CMusterShims", "MusterProxy",
+                "MusterCore", "MusterHost", "MusterAPI", "CMusterShims", "MusterProxy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -105,10 +108,12 @@ let package = Package(
         .executableTarget(
             name: "musterctl",
             dependencies: [
-                "MusterCore", "MusterAPI", "MusterRuntime", "MusterMigrate", "MusterTop", "CMusterShims",
+                // Not MusterRuntime: the CLI talks to the daemon and reads files, nothing more.
+                "MusterCore", "MusterAPI", "MusterHost", "MusterMigrate", "MusterTop", "CMusterShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "MusterCoreTests", dependencies: ["MusterCore"], exclude: ["Fixtures"]),

@@ -1,7 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import MusterCore
-import MusterRuntime
+import MusterHost
 
 /// `check FILE…`: validates manifests (or a musterd.toml and its services) without a daemon.
 /// Manifests named together are also checked as one graph: name every manifest that a

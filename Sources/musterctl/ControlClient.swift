@@ -1,11 +1,12 @@
-import AsyncHTTPClient
 import FoundationEssentials
 import Glibc
 import MusterAPI
 import NIOCore
+import NIOHTTP1
+import NIOPosix
 
-/// Talks to musterd over its Unix socket: HTTP/1.1 + JSON through AsyncHTTPClient's
-/// `http+unix://` scheme.
+/// Talks to musterd over its Unix socket: HTTP/1.1 + JSON, one connection a request, through
+/// SwiftNIO's HTTP/1 client codec (no TLS, no connection pool: a CLI call makes one request).
 struct ControlClient {
     let socketPath: String
 
@@ -16,95 +17,87 @@ struct ControlClient {
         case refused(ErrorResponse, status: Int)
     }
 
-    private var baseURL: String {
-        // The socket path is the URL's host, percent-encoded (RFC 3986 unreserved bytes stay).
-        var encoded = ""
-        for byte in socketPath.utf8 {
-            let char = Character(UnicodeScalar(byte))
-            if byte < 0x80, char.isLetter || char.isNumber || "-._~".contains(char) { encoded.append(char) }
-            else { encoded += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true) }
-        }
-        return "http+unix://\(encoded)"
-    }
-
     func get<Response: Decodable>(_ path: String, as type: Response.Type) async throws -> Response {
-        try decode(type, from: try await send("GET", path, body: Optional<String>.none))
+        try decode(type, from: try await send(.GET, path, body: Optional<String>.none))
     }
 
     /// A body that is text, not JSON (`/v1/logs/web?lines=20`).
     func text(_ path: String) async throws -> String {
-        String(buffer: try await send("GET", path, body: Optional<String>.none))
+        String(buffer: try await send(.GET, path, body: Optional<String>.none))
     }
 
     func post<Body: Encodable, Response: Decodable>(_ path: String, _ body: Body?, as type: Response.Type) async throws -> Response {
-        try decode(type, from: try await send("POST", path, body: body))
+        try decode(type, from: try await send(.POST, path, body: body))
     }
 
     /// Streams a response body (logs -f, events -f) chunk by chunk until the daemon closes it.
     func stream(_ path: String, onChunk: (ByteBuffer) throws -> Void) async throws {
-        try await withClient { client in
-            let response = try await execute(client, method: "GET", path: path, body: nil)
-            guard response.status.code < 300 else {
-                let body = try await response.body.collect(upTo: 1 << 20)
-                throw refusal(body, status: Int(response.status.code))
-            }
-            for try await chunk in response.body { try onChunk(chunk) }
+        try await exchange(method: .GET, path: path, body: nil) { status, chunk in
+            if status < 300 { try onChunk(chunk) }
         }
     }
 
-    private func send<Body: Encodable>(_ method: String, _ path: String, body: Body?) async throws -> ByteBuffer {
+    private func send<Body: Encodable>(_ method: HTTPMethod, _ path: String, body: Body?) async throws -> ByteBuffer {
         let payload = try body.map { try JSONEncoder().encode($0) }
-        return try await withClient { client in
-            let response = try await execute(client, method: method, path: path, body: payload)
-            let bytes = try await response.body.collect(upTo: 64 << 20)
-            guard response.status.code < 300 else { throw refusal(bytes, status: Int(response.status.code)) }
-            return bytes
+        var collected = ByteBuffer()
+        try await exchange(method: method, path: path, body: payload) { _, chunk in
+            var chunk = chunk
+            guard collected.readableBytes + chunk.readableBytes <= 64 << 20 else {
+                throw Failure.unreachable("musterd's answer to \(path) is larger than 64 MiB")
+            }
+            collected.writeBuffer(&chunk)
         }
+        return collected
     }
 
-    private func execute(_ client: HTTPClient, method: String, path: String, body: Data?) async throws -> HTTPClientResponse {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = .init(rawValue: method)
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: body))
-        }
+    /// One request on a fresh connection; `onBody` gets the status and each body chunk. A
+    /// status of 300 or more ends in `Failure.refused` with the daemon's ErrorResponse.
+    private func exchange(method: HTTPMethod, path: String, body: Data?,
+                          onBody: (Int, ByteBuffer) throws -> Void) async throws {
+        let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
-            return try await client.execute(request, timeout: .hours(24 * 365))
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(unixDomainSocketPath: socketPath) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
+                    }
+                }
         } catch {
-            throw Failure.unreachable(Self.describe(error, socketPath: socketPath))
+            let why = Self.describe(error)
+            throw Failure.unreachable("cannot reach musterd at \(socketPath): \(why)"
+                + (why.hasPrefix("Permission") ? " (root and members of control_group may use it)" : " (is musterd running?)"))
         }
-    }
-
-    private func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-        // One plain connect first: AsyncHTTPClient retries a failed connect until the request's
-        // deadline, so a socket nobody listens on (a stale file: ECONNREFUSED) or one this user
-        // may not open (EACCES) would hang musterctl instead of ending with exit 3 and why.
-        if let failure = Self.probeConnect(socketPath) {
-            throw Failure.unreachable("cannot reach musterd at \(socketPath): \(failure)" + (failure.hasPrefix("Permission") ? " (root and members of control_group may use it)" : " (is musterd running?)"))
+        var status = 0
+        var refusal = ByteBuffer()
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+                head.headers.add(name: "Host", value: "musterd")
+                head.headers.add(name: "Connection", value: "close")
+                if let body {
+                    head.headers.add(name: "Content-Type", value: "application/json")
+                    head.headers.add(name: "Content-Length", value: String(body.count))
+                }
+                try await outbound.write(.head(head))
+                if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+                try await outbound.write(.end(nil))
+                for try await part in inbound {
+                    switch part {
+                    case .head(let response):
+                        status = Int(response.status.code)
+                    case .body(var chunk):
+                        if status >= 300 { refusal.writeBuffer(&chunk) } else { try onBody(status, chunk) }
+                    case .end:
+                        return
+                    }
+                }
+            }
+        } catch let error where error is IOError || error is ChannelError || error is HTTPParserError {
+            throw Failure.unreachable("musterd at \(socketPath) closed the connection: \(Self.describe(error))")
         }
-        // The shared client lives until the process exits, a few milliseconds later: shutting a
-        // client down cleanly costs more than the request itself.
-        return try await body(HTTPClient.shared)
-    }
-
-    /// Why a connect to the Unix socket at `path` fails (strerror), or nil when it succeeds.
-    static func probeConnect(_ path: String) -> String? {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return "the socket path is too long" }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return String(cString: strerror(errno)) }
-        defer { close(fd) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        return result == 0 ? nil : String(cString: strerror(errno))
+        if status == 0 { throw Failure.unreachable("musterd at \(socketPath) closed the connection without answering") }
+        if status >= 300 { throw self.refusal(refusal, status: status) }
     }
 
     private func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
@@ -117,11 +110,13 @@ struct ControlClient {
         return .refused(error, status: status)
     }
 
-    static func describe(_ error: Error, socketPath: String) -> String {
-        var text = "\(error)"
-        if let io = error as? IOError { text = String(cString: strerror(io.errnoCode)) }
-        else if text.contains("connectionRefused") || text.contains("ECONNREFUSED") { text = "Connection refused" }
-        else if text.contains("EACCES") || text.contains("ermission") { text = "Permission denied" }
-        return "cannot reach musterd at \(socketPath): \(text) (is musterd running?)"
+    /// strerror's words for a failed connect ("Connection refused", "Permission denied", …).
+    static func describe(_ error: Error) -> String {
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+        let text = "\(error)"
+        if text.contains("connectionRefused") || text.contains("ECONNREFUSED") { return "Connection refused" }
+        if text.contains("EACCES") || text.contains("ermission") { return "Permission denied" }
+        if text.contains("ENOENT") || text.contains("No such file") { return "No such file or directory" }
+        return text
     }
 }

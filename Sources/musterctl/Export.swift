@@ -2,7 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import MusterCore
 import MusterMigrate
-import MusterRuntime
+import MusterHost
 
 /// `export kubernetes FILE… [-o DIR] [--image SERVICE=IMAGE]`: manifests to Kubernetes objects;
 /// reads files only, no daemon needed.

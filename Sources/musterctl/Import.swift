@@ -2,7 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import MusterMigrate
-import MusterRuntime
+import MusterHost
 
 /// `import supervisord FILE… | import pm2 FILE`: writes manifests from another supervisor's
 /// configuration; reads files only, no daemon needed.

@@ -9,6 +9,12 @@ public enum FileSystem {
         public var path: String
         public var errno: Int32
         public var description: String { "\(operation) \(path): \(FileSystem.errorText(errno))" }
+
+        public init(operation: String, path: String, errno: Int32) {
+            self.operation = operation
+            self.path = path
+            self.errno = errno
+        }
     }
 
     public static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
