@@ -56,14 +56,3 @@ public struct DashboardSnapshot: Codable, Sendable, Equatable {
         self.signedInUntil = signedInUntil
     }
 }
-
-public struct DashboardTick: Codable, Sendable, Equatable {
-    public var status: StatusResponse
-    /// Samples and decisions newer than the previous tick's.
-    public var history: MetricsHistoryResponse
-
-    public init(status: StatusResponse, history: MetricsHistoryResponse) {
-        self.status = status
-        self.history = history
-    }
-}

@@ -73,7 +73,7 @@ enum DashboardLiveFeed {
         history.services.compactMap { $0.samples.last?.time }.min()
     }
 
-    /// A `DashboardTick`, with the status written by its hand-made encoder (a third of the
+    /// `{"status": StatusResponse, "history": MetricsHistoryResponse}`, the status written by its hand-made encoder (a third of the
     /// cost of JSONEncoder's, and this runs every second for every open page).
     private static func tickFrame(status: StatusResponse, history: MetricsHistoryResponse) -> ByteBuffer {
         var buffer = ByteBuffer()
