@@ -50,10 +50,33 @@ struct ControlClient {
         return collected
     }
 
-    /// One request on a fresh connection; `onBody` gets the status and each body chunk. A
-    /// status of 300 or more ends in `Failure.refused` with the daemon's ErrorResponse.
+    /// One request; `onBody` gets the status and each body chunk. A status of 300 or more ends
+    /// in `Failure.refused` with the daemon's ErrorResponse.
+    ///
+    /// A GET whose connection closes before any answer began is sent again on a new connection
+    /// (RFC 9110 9.2.2: idempotent requests may be retried). That is what a restart under socket
+    /// activation looks like from here: the old musterd accepted the connection and exited before
+    /// answering, while systemd kept the socket, so the next connection waits for the new one.
+    /// Nothing was delivered to `onBody` in that case, so a retry cannot repeat output.
     private func exchange(method: HTTPMethod, path: String, body: Data?,
                           onBody: (Int, ByteBuffer) throws -> Void) async throws {
+        let attempts = method == .GET ? 5 : 1
+        for attempt in 1...attempts {
+            do {
+                return try await exchangeOnce(method: method, path: path, body: body, onBody: onBody)
+            } catch ClosedBeforeAnswer.closed where attempt < attempts {
+                try await Task.sleep(for: .milliseconds(100 * attempt))
+            } catch ClosedBeforeAnswer.closed(let why) {
+                throw Failure.unreachable(why)
+            }
+        }
+    }
+
+    /// The connection ended before a response head arrived (the only failure worth a retry).
+    private enum ClosedBeforeAnswer: Error { case closed(String) }
+
+    private func exchangeOnce(method: HTTPMethod, path: String, body: Data?,
+                              onBody: (Int, ByteBuffer) throws -> Void) async throws {
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -94,9 +117,11 @@ struct ControlClient {
                 }
             }
         } catch let error where error is IOError || error is ChannelError || error is HTTPParserError {
-            throw Failure.unreachable("musterd at \(socketPath) closed the connection: \(Self.describe(error))")
+            let why = "musterd at \(socketPath) closed the connection: \(Self.describe(error))"
+            if status == 0 { throw ClosedBeforeAnswer.closed(why) }
+            throw Failure.unreachable(why)
         }
-        if status == 0 { throw Failure.unreachable("musterd at \(socketPath) closed the connection without answering") }
+        if status == 0 { throw ClosedBeforeAnswer.closed("musterd at \(socketPath) closed the connection without answering") }
         if status >= 300 { throw self.refusal(refusal, status: status) }
     }
 
