@@ -98,7 +98,21 @@ static int rlimit_resource(int which) {
     }
 }
 
+// The soft RLIMIT_NOFILE musterd started with, when muster_raise_open_file_limit raised its own;
+// 0: not raised. Written once at start, before the first spawn; only read after.
+static uint64_t child_nofile_soft = 0;
+
 static int apply_rlimits(const muster_spawn_request *q, int *index) {
+    // Children get the soft limit musterd was started with, not the raised one: programs that
+    // still use select() break on descriptors above 1024 (systemd does the same for its units).
+    // A manifest's own nofile, applied below, overrides this.
+    if (child_nofile_soft) {
+        struct { uint64_t cur, max; } limit;
+        if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &limit) == 0 && limit.cur > child_nofile_soft) {
+            limit.cur = child_nofile_soft;
+            (void)syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &limit, NULL);
+        }
+    }
     for (size_t i = 0; i < q->rlimit_count; i++) {
         int resource = rlimit_resource(q->rlimits[i].resource);
         if (resource < 0) { *index = (int)i; errno = EINVAL; return -1; }
@@ -551,4 +565,17 @@ int muster_hard_limit(int which, unsigned long long *value) {
     if (resource < 0 || getrlimit(resource, &limit) < 0) return -1;
     *value = limit.rlim_max == RLIM_INFINITY ? ~0ULL : (unsigned long long)limit.rlim_max;
     return 0;
+}
+
+long long muster_raise_open_file_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) < 0) return -1;
+    if (limit.rlim_cur >= limit.rlim_max) return (long long)limit.rlim_cur;
+    rlim_t original = limit.rlim_cur;
+    // An unlimited (or huge) hard limit is more than the kernel lets one process open anyway.
+    limit.rlim_cur = limit.rlim_max > (1 << 20) ? (1 << 20) : limit.rlim_max;
+    if (limit.rlim_cur <= original) return (long long)original;
+    if (setrlimit(RLIMIT_NOFILE, &limit) < 0) return -1;
+    child_nofile_soft = original;
+    return (long long)limit.rlim_cur;
 }

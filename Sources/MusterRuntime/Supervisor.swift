@@ -135,6 +135,8 @@ public actor Supervisor {
     var histories: [String: RevisionHistory] = [:]
     /// Each service's last 15 minutes, a sample a second, for `GET /v1/history`.
     var timelines: [String: ServiceTimeline] = [:]
+    /// The charts' CPU and memory, read from each service's cgroup folder (Supervisor+Timeline).
+    var timelineUsage: [String: TimelineUsage] = [:]
     var timelineTask: Task<Void, Never>?
     /// What each service's manifest said when it was last deployed from disk: reload compares
     /// the disk to this, so a rollback sticks until the manifest changes.

@@ -63,6 +63,12 @@ struct Musterd: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
+        do {
+            let limit = try OpenFileLimit.raise()
+            if limit < 16_384 { logger.notice("open files limit is \(limit): enough for about \(limit / 6) instances; raise LimitNOFILE (systemd) or ulimit -Hn for more") }
+        } catch {
+            logger.warning("cannot raise the open files limit: \(error); instances and connections are limited by it")
+        }
         if !Reaper.becomeSubreaper() { logger.warning("cannot become a child subreaper; orphans of services go to init") }
         let cgroups = Cgroups.setUp(root: settings.cgroupRoot)
         if let reason = cgroups.unavailableReason {

@@ -64,6 +64,11 @@ enum {
 
 /// The calling process's hard limit for a MUSTER_LIMIT_* resource (~0ULL: unlimited); -1 on error.
 int muster_hard_limit(int resource, unsigned long long *value);
+/// Raises musterd's soft RLIMIT_NOFILE to its hard limit (each instance holds a pidfd, two log
+/// pipes and two usage files: 2,000 instances need about 10,000 descriptors, and the proxy one
+/// or two a connection), and makes every later child start with the original soft limit again.
+/// Call once, at start, before the first spawn. Returns the new soft limit, or -1 (errno set).
+long long muster_raise_open_file_limit(void);
 
 /// The child holds one descriptor per writable path on its small stack.
 #define MUSTER_MAX_WRITABLE_PATHS 64
