@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "MusterControl",
             dependencies: [
-                "MusterRuntime", "MusterAPI", "MusterCore", "CMusterShims",
+                "MusterRuntime", "MusterAPI", "MusterCore", "MusterText", "CMusterShims",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -103,13 +103,16 @@ let package = Package(
         ),
         // Pure: supervisord/PM2 import and Kubernetes export (parsers and writers; no daemon).
         .target(name: "MusterMigrate", dependencies: ["MusterCore"]),
+        // Pure: the status table and canary progress line, rendered by musterd for `musterctl
+        // status` (GET /v1/status as text/plain) and by musterctl for `deploy --watch`.
+        .target(name: "MusterText", dependencies: ["MusterAPI", "MusterCore"]),
         // Pure: `musterctl top`'s rows, keys and screen diff (no terminal, no socket).
         .target(name: "MusterTop", dependencies: ["MusterAPI", "MusterCore"]),
         .executableTarget(
             name: "musterctl",
             dependencies: [
                 // Not MusterRuntime: the CLI talks to the daemon and reads files, nothing more.
-                "MusterCore", "MusterAPI", "MusterHost", "MusterMigrate", "MusterTop", "CMusterShims",
+                "MusterCore", "MusterAPI", "MusterHost", "MusterMigrate", "MusterTop", "MusterText", "CMusterShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -70,6 +70,6 @@ extension Supervisor {
             }
         }
         services[service] = entry
-        reconcile()
+        reconcileSoon()
     }
 }

@@ -15,24 +15,38 @@ extension Supervisor {
         }
     }
 
+    /// Services whose cgroup folder is read in one tick, at most. Beyond that many services the
+    /// CPU and memory charts are refreshed in turn (each every ⌈services/48⌉ seconds, the value
+    /// held between), so the sampler's system calls stay bounded however many services run.
+    static let usageReadsPerTick = 48
+
     func recordTimelines(now: ContinuousClock.Instant) {
         let time = WallClock.now()
-        for (name, entry) in services where entry.canaryOf == nil {
-            timelines[name, default: ServiceTimeline()].record(timelineReading(name, entry, now: now), at: time,
-                                                               bounds: LatencyHistogram.bounds)
+        var names = services.compactMap { $0.value.canaryOf == nil ? $0.key : nil }
+        var due: Set<String>?   // nil: every service
+        if names.count > Self.usageReadsPerTick {
+            names.sort()
+            due = Set((0..<Self.usageReadsPerTick).map { names[(timelineReadCursor + $0) % names.count] })
+            timelineReadCursor = (timelineReadCursor + Self.usageReadsPerTick) % names.count
+        }
+        for name in names {
+            guard let entry = services[name] else { continue }
+            timelines[name, default: ServiceTimeline()].record(timelineReading(name, entry, readUsage: due?.contains(name) ?? true, now: now),
+                                                               at: time, bounds: LatencyHistogram.bounds)
         }
         // A removed service's history goes with it.
-        timelines = timelines.filter { services[$0.key] != nil }
-        timelineUsage = timelineUsage.filter { services[$0.key] != nil }
+        for name in timelines.keys where services[name] == nil { timelines[name] = nil }
+        for name in timelineUsage.keys where services[name] == nil { timelineUsage[name] = nil }
     }
 
-    private func timelineReading(_ name: String, _ entry: ServiceEntry, now: ContinuousClock.Instant) -> ServiceTimeline.Reading {
-        let backends = entry.live.values.compactMap(\.backend) + entry.retiring.compactMap(\.live.backend)
+    private func timelineReading(_ name: String, _ entry: ServiceEntry, readUsage: Bool, now: ContinuousClock.Instant) -> ServiceTimeline.Reading {
+        // Only a service behind a proxy has backends (and their counters) to add up.
+        let backends = entry.spec.proxy == nil ? [] : entry.live.values.compactMap(\.backend) + entry.retiring.compactMap(\.live.backend)
         var latency = Array(repeating: 0, count: LatencyHistogram.bounds.count + 1)
         for backend in backends {
             for (i, bucket) in backend.counters.latency.buckets.enumerated() { latency[i] += bucket.load(ordering: .relaxed) }
         }
-        let (cpu, memory) = timelineCPUAndMemory(name, entry, now: now)
+        let (cpu, memory) = readUsage ? timelineCPUAndMemory(name, entry, now: now) : (timelineUsage[name]?.last ?? (0, 0))
         let requests = backends.reduce(0) { $0 + $1.counters.requestsTotal } + (endedRequests[name] ?? 0)
         return ServiceTimeline.Reading(
             requestsTotal: requests, latencyCounts: latency,
@@ -52,7 +66,7 @@ extension Supervisor {
         }
         guard var usage = timelineUsage[name] else { return instanceSums(entry, now: now) }
         let reading = usage.reader.read(now: now)
-        // The folder went away (service removed and added again): open the new one next second.
+        // The folder went away (service removed and added again): open the new one next time.
         guard reading.cpuSeconds != nil else {
             timelineUsage[name] = nil
             return instanceSums(entry, now: now)
@@ -60,15 +74,17 @@ extension Supervisor {
         var memory = Int(reading.memoryBytes ?? 0)
         if !usage.memoryFromFolder {
             if usage.instanceMemory == nil || now - usage.instanceMemory!.at >= TimelineUsage.instanceMemoryInterval {
-                usage.instanceMemory = (instanceSums(entry, now: now).memory, now)
-                timelineUsage[name] = usage
+                usage.instanceMemory = (entry.live.values.reduce(0) { $0 + Int($1.usage?.readMemory() ?? 0) }, now)
             }
             memory = usage.instanceMemory!.bytes
         }
-        return (reading.cpuPercent ?? 0, memory)
+        usage.last = (reading.cpuPercent ?? 0, memory)
+        timelineUsage[name] = usage
+        return usage.last
     }
 
-    private func instanceSums(_ entry: ServiceEntry, now: ContinuousClock.Instant) -> (cpu: Double, memory: Int) {
+    /// Without cgroups (or before the service's folder exists): each instance's own reading.
+    private func instanceSums(_ entry: ServiceEntry, now: ContinuousClock.Instant) -> (Double, Int) {
         var cpu = 0.0, memory = 0
         for live in entry.live.values {
             let usage = live.usage?.read(now: now)
@@ -111,4 +127,6 @@ struct TimelineUsage {
     /// The folder has `memory.current` (cgroup2 with the memory controller).
     let memoryFromFolder: Bool
     var instanceMemory: (bytes: Int, at: ContinuousClock.Instant)?
+    /// CPU % and memory of the latest read, charted again in the ticks between reads.
+    var last: (Double, Int) = (0, 0)
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import MusterAPI
+import MusterText
 import MusterCore
 
 /// `autoscale SERVICE [--json]`, `autoscale pause SERVICE`, `autoscale resume SERVICE`.

@@ -21,9 +21,10 @@ struct ControlClient {
         try decode(type, from: try await send(.GET, path, body: Optional<String>.none))
     }
 
-    /// A body that is text, not JSON (`/v1/logs/web?lines=20`).
-    func text(_ path: String) async throws -> String {
-        String(buffer: try await send(.GET, path, body: Optional<String>.none))
+    /// A body as the daemon sent it: text (`/v1/logs/web?lines=20`, the status table with
+    /// `accept: "text/plain"`) or JSON printed as it is.
+    func text(_ path: String, accept: String? = nil) async throws -> String {
+        String(buffer: try await send(.GET, path, body: Optional<String>.none, accept: accept))
     }
 
     func post<Body: Encodable, Response: Decodable>(_ path: String, _ body: Body?, as type: Response.Type) async throws -> Response {
@@ -37,10 +38,10 @@ struct ControlClient {
         }
     }
 
-    private func send<Body: Encodable>(_ method: HTTPMethod, _ path: String, body: Body?) async throws -> ByteBuffer {
+    private func send<Body: Encodable>(_ method: HTTPMethod, _ path: String, body: Body?, accept: String? = nil) async throws -> ByteBuffer {
         let payload = try body.map { try JSONEncoder().encode($0) }
         var collected = ByteBuffer()
-        try await exchange(method: method, path: path, body: payload) { _, chunk in
+        try await exchange(method: method, path: path, body: payload, accept: accept) { _, chunk in
             var chunk = chunk
             guard collected.readableBytes + chunk.readableBytes <= 64 << 20 else {
                 throw Failure.unreachable("musterd's answer to \(path) is larger than 64 MiB")
@@ -58,12 +59,12 @@ struct ControlClient {
     /// activation looks like from here: the old musterd accepted the connection and exited before
     /// answering, while systemd kept the socket, so the next connection waits for the new one.
     /// Nothing was delivered to `onBody` in that case, so a retry cannot repeat output.
-    private func exchange(method: HTTPMethod, path: String, body: Data?,
+    private func exchange(method: HTTPMethod, path: String, body: Data?, accept: String? = nil,
                           onBody: (Int, ByteBuffer) throws -> Void) async throws {
         let attempts = method == .GET ? 5 : 1
         for attempt in 1...attempts {
             do {
-                return try await exchangeOnce(method: method, path: path, body: body, onBody: onBody)
+                return try await exchangeOnce(method: method, path: path, body: body, accept: accept, onBody: onBody)
             } catch ClosedBeforeAnswer.closed where attempt < attempts {
                 try await Task.sleep(for: .milliseconds(100 * attempt))
             } catch ClosedBeforeAnswer.closed(let why) {
@@ -75,7 +76,7 @@ struct ControlClient {
     /// The connection ended before a response head arrived (the only failure worth a retry).
     private enum ClosedBeforeAnswer: Error { case closed(String) }
 
-    private func exchangeOnce(method: HTTPMethod, path: String, body: Data?,
+    private func exchangeOnce(method: HTTPMethod, path: String, body: Data?, accept: String?,
                               onBody: (Int, ByteBuffer) throws -> Void) async throws {
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
@@ -98,6 +99,7 @@ struct ControlClient {
                 var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
                 head.headers.add(name: "Host", value: "musterd")
                 head.headers.add(name: "Connection", value: "close")
+                if let accept { head.headers.add(name: "Accept", value: accept) }
                 if let body {
                     head.headers.add(name: "Content-Type", value: "application/json")
                     head.headers.add(name: "Content-Length", value: String(body.count))

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import MusterAPI
+import MusterText
 
 struct Deploy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "deploy", abstract: "Deploy one service's manifest as it is on disk now, with its [deploy] strategy.")
@@ -108,13 +109,6 @@ enum DeployWatch {
         }
     }
 
-    static func progress(_ canary: CanaryStatus) -> String {
-        var line = "canary revision \(canary.revision): \(canary.phase)"
-        if let elapsed = canary.elapsedSeconds { line += " \(Int(elapsed))s/\(Int(canary.durationSeconds))s" }
-        line += ", \(Int((canary.weight * 100).rounded()))% of requests, \(canary.requests) requests, errors \(percent(canary.errorRate))"
-        if let p99 = canary.p99Seconds { line += ", p99 ≤ \(Int((p99 * 1000).rounded()))ms" }
-        return line
-    }
+    static func progress(_ canary: CanaryStatus) -> String { CanaryText.progress(canary) }
 
-    static func percent(_ share: Double) -> String { "\(Double(Int((share * 1000).rounded())) / 10)%" }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import MusterAPI
+import MusterText
 import MusterCore
 import MusterTop
 

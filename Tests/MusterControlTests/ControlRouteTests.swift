@@ -118,6 +118,18 @@ struct ControlRouteTests {
         #expect(unknown.message.hasPrefix("no service named \"nope\""))
         let partly = try await api.call(.get, "/v1/status?service=web&service=nope", route: "/v1/status", expect: 404)
         #expect(partly.errorCode == "not_found")
+
+        // `musterctl status` takes the table as musterd renders it; JSON stays the default.
+        let table = try await api.call(.get, "/v1/status?service=web", route: "/v1/status", accept: "text/plain", expect: 200)
+        #expect(table.contentType.hasPrefix("text/plain"))
+        let rows = table.text.split(separator: "\n")
+        #expect(rows.first?.hasPrefix("NAME   STATE    READY  PID") == true, "\(table.text)")
+        let instanceRows = rows.dropFirst().map { String($0.prefix(14)) }
+        #expect(instanceRows == ["web:0  RUNNING", "web:1  RUNNING"], "\(table.text)")
+        for accept in ["application/json, text/plain", "*/*", "text/html"] {
+            let document = try await api.call(.get, "/v1/status?service=web", route: "/v1/status", accept: accept, expect: 200)
+            #expect(document.contentType == "application/json", "Accept: \(accept)")
+        }
     }
 
     static func startStopRestart(_ harness: RouteHarness, _ api: APIClient) async throws {

@@ -153,10 +153,11 @@ struct APIClient: Sendable {
     ///     route, whose answer must then be an ErrorResponse.
     ///   - status: the status the test expects.
     @discardableResult
-    func call(_ method: HTTPRequest.Method, _ uri: String, route: String?, body: String? = nil, expect status: Int,
-              sourceLocation: SourceLocation = #_sourceLocation) async throws -> APIResponse {
+    func call(_ method: HTTPRequest.Method, _ uri: String, route: String?, body: String? = nil, accept: String? = nil,
+              expect status: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws -> APIResponse {
         var headers: HTTPFields = [:]
         if body != nil { headers[.contentType] = "application/json" }
+        if let accept { headers[.accept] = accept }
         let response = try await client.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
         let text = String(buffer: response.body)
         let contentType = response.headers[.contentType] ?? ""

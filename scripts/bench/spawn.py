@@ -176,9 +176,9 @@ def wait_gone(daemon, timeout=60):
     return daemon.proc.returncode
 
 
-def hyperfine(label, command, workdir):
+def hyperfine(label, command, workdir, runs=30, warmup=3):
     path = os.path.join(workdir, f"hyperfine-{label}.json")
-    result = run_quiet(["hyperfine", "-N", "--warmup", "3", "--runs", "30", "--style", "basic",
+    result = run_quiet(["hyperfine", "-N", "--warmup", str(warmup), "--runs", str(runs), "--style", "basic",
                         "--export-json", path, command], timeout=600)
     if result.returncode != 0:
         raise BenchError(f"hyperfine on `{command}` failed:\n{result.stdout}{result.stderr}")
@@ -209,6 +209,8 @@ def keep(path, name=None):
 
 class Muster:
     name = "muster"
+    instances = INSTANCES
+    start_timeout = START_TIMEOUT
 
     def __init__(self, res, bin_dir):
         self.res = res
@@ -307,6 +309,8 @@ start_seconds = 0
 
 class Supervisord:
     name = "supervisord"
+    instances = INSTANCES
+    start_timeout = START_TIMEOUT
     poll_interval = 0.050
 
     def __init__(self, res):
@@ -423,10 +427,10 @@ def launch_until_running(res, target):
         polls += 1
         if running is not None and answered is None:
             answered = now - t0
-        if running is not None and running >= INSTANCES:
+        if running is not None and running >= target.instances:
             break
-        if now - t0 > START_TIMEOUT:
-            raise BenchError(f"{daemon.name}: only {running} of {INSTANCES} running after {START_TIMEOUT:.0f} s")
+        if now - t0 > target.start_timeout:
+            raise BenchError(f"{daemon.name}: only {running} of {target.instances} running after {target.start_timeout:.0f} s")
         if target.poll_interval:
             time.sleep(target.poll_interval)
     figures = {"all_running": now - t0, "first_answer": answered, "polls": polls}

@@ -3,8 +3,10 @@ import MusterCore
 
 /// `NAME  STATE  READY  PID  PORT  UPTIME  RESTARTS  CPU  MEM  CONNS  RPS  REASON`, one row per
 /// instance (REASON ends in "as root" for a process running as root), then one line per proxy.
-enum StatusTable {
-    static func render(_ status: StatusResponse) -> String {
+/// musterd renders it (`GET /v1/status` with `Accept: text/plain`): at 2,000 instances decoding the
+/// 700 KB JSON document in the CLI took longer than the daemon took to build it.
+public enum StatusTable {
+    public static func render(_ status: StatusResponse) -> String {
         var rows: [[String]] = [["NAME", "STATE", "READY", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM", "CONNS", "RPS", "REASON"]]
         for service in status.services {
             if service.instances.isEmpty {
@@ -65,51 +67,27 @@ enum StatusTable {
         for service in status.services {
             guard let canary = service.canary else { continue }
             let pids = canary.instances.map { "\($0.id) \($0.state)" + ($0.pid.map { " pid \($0)" } ?? "") }
-            lines.append("\(service.name): " + DeployWatch.progress(canary)
+            lines.append("\(service.name): " + CanaryText.progress(canary)
                          + " (running revision \(service.revision.map(String.init) ?? "-"); canary instances: \(pids.isEmpty ? "none yet" : pids.joined(separator: ", ")))")
         }
         return lines.joined(separator: "\n")
     }
 
     /// supervisorctl's H:MM:SS.
-    static func uptime(_ seconds: Double) -> String {
+    public static func uptime(_ seconds: Double) -> String {
         let total = Int(seconds)
         let (hours, minutes, secs) = (total / 3600, total / 60 % 60, total % 60)
         return "\(hours):\(minutes < 10 ? "0" : "")\(minutes):\(secs < 10 ? "0" : "")\(secs)"
     }
 
-    static func format1(_ value: Double) -> String {
+    public static func format1(_ value: Double) -> String {
         let rounded = (value * 10).rounded() / 10
         return String(rounded)
     }
 }
 
-enum EventText {
-    static func render(_ event: EventRecord) -> String {
-        let subject = event.instance ?? event.service ?? "musterd"
-        return "\(isoTime(event.time))  \(subject)  \(event.kind): \(event.message)"
-    }
-
-    static func isoTime(_ seconds: Double) -> String {
-        let days = Int(seconds) / 86400
-        let rest = Int(seconds) % 86400
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = days + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(year)-\(two(month))-\(two(day))T\(two(rest / 3600)):\(two(rest / 60 % 60)):\(two(rest % 60))Z"
-    }
-}
-
 extension String {
-    func trimmingTrailingSpaces() -> String {
+    public func trimmingTrailingSpaces() -> String {
         var copy = self
         while copy.last == " " { copy.removeLast() }
         return copy
