@@ -118,7 +118,7 @@ public final class BackendSet: Sendable {
             state.ready = backends.sorted { $0.index < $1.index }
             state.canary = canary.sorted { $0.index < $1.index }
             state.canaryWeight = min(max(canaryWeight, 0), 1)
-            let members = Set((backends + canary).map(ObjectIdentifier.init))
+            let members = Set(backends.map(ObjectIdentifier.init))
             let returned = takeReturned(state.detector.retain(members, now: now()), &state)
             state.ejected.removeAll { !members.contains(ObjectIdentifier($0)) }
             state.nextExpiry = state.detector.nextExpiry
@@ -136,21 +136,21 @@ public final class BackendSet: Sendable {
         }
     }
 
-    /// The next ready instance by the `balance` policy, skipping ejected instances and
-    /// `excluded` (instances this request already failed on); nil when none is left.
+    /// The next ready instance by the `balance` policy, skipping ejected instances (never a
+    /// canary's: see `reportFailure`) and `excluded` (instances this request already failed
+    /// on); nil when none is left.
     public func next(excluding excluded: [Backend] = []) -> Backend? {
-        let (inRotation, inCanary, weight, balance, ejected, returned) = state.withLockedValue { state in
+        let (inRotation, canary, weight, balance, ejected, returned) = state.withLockedValue { state in
             var returned: [Backend] = []
             if let expiry = state.nextExpiry, now() >= expiry { returned = expireLocked(&state) }
             return (state.ready, state.canary, state.canaryWeight, state.balance, state.ejected, returned)
         }
         if !returned.isEmpty { announceReturns(returned) }
-        var ready = inRotation, canary = inCanary
+        var ready = inRotation
         if !ejected.isEmpty {
-            // Out of the lists, not merely skipped: round robin stays even over the rest (a skip
+            // Out of the list, not merely skipped: round robin stays even over the rest (a skip
             // would hand the ejected instance's turns to its neighbour).
             ready.removeAll { candidate in ejected.contains { $0 === candidate } }
-            canary.removeAll { candidate in ejected.contains { $0 === candidate } }
         }
         let isEligible: (Backend) -> Bool = excluded.isEmpty ? { _ in true } : { candidate in !excluded.contains { $0 === candidate } }
         guard !canary.isEmpty else { return pick(ready, cursor, balance, isEligible) }
@@ -199,9 +199,11 @@ public final class BackendSet: Sendable {
     public func reportFailure(_ backend: Backend, _ failure: Failure) {
         let change: EjectionChange? = state.withLockedValue { state in
             guard state.detector.policy.isEnabled else { return nil }
-            // Only instances in the rotation count; one that just left it is not judged.
-            let memberCount = state.ready.count + state.canary.count
-            guard state.ready.contains(where: { $0 === backend }) || state.canary.contains(where: { $0 === backend }) else { return nil }
+            // Only the service's own instances in the rotation count: one that just left it is not
+            // judged, and a canary's are judged by the canary judge (which rolls a failing canary
+            // back; resting it would starve the judge of requests and promote it on health alone).
+            let memberCount = state.ready.count
+            guard state.ready.contains(where: { $0 === backend }) else { return nil }
             let time = now()
             let outcome = state.detector.recordFailure(of: ObjectIdentifier(backend), memberCount: memberCount, now: time)
             backend.outlierTracked.store(true, ordering: .relaxed)

@@ -169,6 +169,23 @@ import Testing
         #expect(set.ejectedCount == 0)
     }
 
+    @Test func aCanarysInstancesAreLeftToTheCanaryJudge() throws {
+        let clock = Clock()
+        let (set, _) = self.set(clock)
+        let main = try backends(2)
+        let canary = Backend(service: "web@2", index: 0, generation: 1, address: try SocketAddress(ipAddress: "127.0.0.1", port: 22100))
+        set.setReady(main, canary: [canary], canaryWeight: 0.5)
+        for _ in 0..<20 { set.reportFailure(canary, .status(500)) }
+        #expect(set.ejectedCount == 0)
+        let services = (0..<10).map { _ in set.next()!.service }
+        let toCanary = services.filter { $0 == "web@2" }.count
+        #expect(toCanary == 5, "the canary keeps its share, so the judge sees its errors")
+        // The service's own instances still are ejected: one of the two (the canary does not count).
+        for _ in 0..<5 { set.reportFailure(main[0], .status(500)) }
+        for _ in 0..<5 { set.reportFailure(main[1], .status(500)) }
+        #expect(set.ejectedCount == 1)
+    }
+
     @Test func ejectAfterZeroNeverEjects() throws {
         let clock = Clock()
         let (set, heard) = self.set(clock, ejectAfter: 0)
