@@ -105,7 +105,7 @@ let package = Package(
         .target(name: "MusterMigrate", dependencies: ["MusterCore"]),
         // Pure: the status table and canary progress line, rendered by musterd for `musterctl
         // status` (GET /v1/status as text/plain) and by musterctl for `deploy --watch`.
-        .target(name: "MusterText", dependencies: ["MusterAPI", "MusterCore"]),
+        .target(name: "MusterText", dependencies: ["MusterAPI", "MusterCore", "MusterHost"]),
         // Pure: `musterctl top`'s rows, keys and screen diff (no terminal, no socket).
         .target(name: "MusterTop", dependencies: ["MusterAPI", "MusterCore"]),
         .executableTarget(

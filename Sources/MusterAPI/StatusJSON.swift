@@ -27,6 +27,8 @@ extension StatusResponse {
                 out.raw(",\"requests_total\":"); out.integer(proxy.requestsTotal)
                 out.raw(",\"rps\":"); out.number(proxy.rps)
                 out.raw(",\"error\":"); out.string(proxy.error)
+                out.raw(",\"balance\":"); out.string(proxy.balance)
+                out.raw(",\"ejected\":"); out.integer(proxy.ejected)
                 out.raw("}")
             } else {
                 out.raw("null")
@@ -97,6 +99,7 @@ extension StatusResponse {
             out.raw(",\"health\":"); out.string(row.health)
             out.raw(",\"connections\":"); out.integer(row.connections)
             out.raw(",\"rps\":"); out.number(row.rps)
+            out.raw(",\"ejected_until\":"); out.number(row.ejectedUntil)
             out.raw("}")
         }
     }

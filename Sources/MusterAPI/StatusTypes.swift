@@ -87,9 +87,13 @@ public struct InstanceStatus: Codable, Sendable, Equatable {
     public var connections: Int?
     /// Requests (or connections) per second through the proxy, over the last second or more.
     public var rps: Double?
+    /// While the proxy holds it out of the rotation for failing (`eject_after`): when it comes
+    /// back, in seconds since the Unix epoch; null otherwise.
+    public var ejectedUntil: Double?
 
     enum CodingKeys: String, CodingKey {
         case id, index, state, pid, port, restarts, cgroup, reason, user, ready, health, connections, rps
+        case ejectedUntil = "ejected_until"
         case uptimeSeconds = "uptime_seconds"
         case cpuSeconds = "cpu_seconds"
         case cpuPercent = "cpu_percent"
@@ -134,6 +138,7 @@ public struct InstanceStatus: Codable, Sendable, Equatable {
         try c.encode(health, forKey: .health)
         try c.encode(connections, forKey: .connections)
         try c.encode(rps, forKey: .rps)
+        try c.encode(ejectedUntil, forKey: .ejectedUntil)
     }
 
     public init(from decoder: Decoder) throws {
@@ -155,6 +160,7 @@ public struct InstanceStatus: Codable, Sendable, Equatable {
         health = try c.decodeIfPresent(String.self, forKey: .health)
         connections = try c.decodeIfPresent(Int.self, forKey: .connections)
         rps = try c.decodeIfPresent(Double.self, forKey: .rps)
+        ejectedUntil = try c.decodeIfPresent(Double.self, forKey: .ejectedUntil)
     }
 }
 
@@ -174,11 +180,29 @@ public struct ProxyStatus: Codable, Sendable, Equatable {
     public var rps: Double
     /// Why a listen address is not bound, when it is not; null when all are.
     public var error: String?
+    /// `[proxy] balance`: "round-robin" or "least-request".
+    public var balance: String = "round-robin"
+    /// Instances held out of the rotation now for failing (`eject_after`).
+    public var ejected: Int = 0
 
     enum CodingKeys: String, CodingKey {
-        case listen, `protocol`, queued, rps, error
+        case listen, `protocol`, queued, rps, error, balance, ejected
         case openConnections = "open_connections"
         case requestsTotal = "requests_total"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        listen = try c.decode([String].self, forKey: .listen)
+        `protocol` = try c.decode(String.self, forKey: .protocol)
+        openConnections = try c.decode(Int.self, forKey: .openConnections)
+        queued = try c.decode(Int.self, forKey: .queued)
+        requestsTotal = try c.decode(Int.self, forKey: .requestsTotal)
+        rps = try c.decode(Double.self, forKey: .rps)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        // A daemon from before balancing leaves these out.
+        balance = try c.decodeIfPresent(String.self, forKey: .balance) ?? "round-robin"
+        ejected = try c.decodeIfPresent(Int.self, forKey: .ejected) ?? 0
     }
 
     public init(listen: [String], protocol: String, openConnections: Int, queued: Int, requestsTotal: Int, rps: Double, error: String?) {
@@ -200,6 +224,8 @@ public struct ProxyStatus: Codable, Sendable, Equatable {
         try c.encode(requestsTotal, forKey: .requestsTotal)
         try c.encode(rps, forKey: .rps)
         try c.encode(error, forKey: .error)
+        try c.encode(balance, forKey: .balance)
+        try c.encode(ejected, forKey: .ejected)
     }
 }
 

@@ -143,6 +143,18 @@ public enum ManifestDecoder {
         if let count = reader.integer("retries", example: "2", range: 0...100) { spec.retries = count }
         if let value = reader.duration("drain_timeout", example: "\"30s\"") { spec.drainTimeout = value }
         if let value = reader.duration("queue_timeout", example: "\"10s\"") { spec.queueTimeout = value }
+        if let text = reader.string("balance", example: "\"least-request\"") {
+            if let value = ProxySpec.Balance(rawValue: text) { spec.balance = value }
+            else {
+                let near = Suggestions.nearest(to: text, in: ProxySpec.Balance.allCases.map(\.rawValue))
+                reader.fail("balance", .string(text), "must be \"round-robin\" or \"least-request\"" + (near.map { " (did you mean \"\($0)\"?)" } ?? ""))
+            }
+        }
+        if let count = reader.integer("eject_after", example: "5", range: 0...1000) { spec.ejectAfter = count }
+        if let value = reader.duration("eject_for", example: "\"10s\"") {
+            if value > .zero { spec.ejectFor = value }
+            else { reader.fail("eject_for", .string("0s"), "must be longer than 0 (try \"10s\"; eject_after = 0 turns ejection off)") }
+        }
         for (key, value) in [("connect_timeout", spec.connectTimeout), ("idle_timeout", spec.idleTimeout)] where value == .zero {
             reader.fail(key, .string("0s"), "must be longer than 0 (try \"1s\")")
         }

@@ -4,6 +4,14 @@ public struct ProxySpec: Sendable, Equatable, Codable {
         case http, tcp
     }
 
+    /// How a request (http) or connection (tcp) picks its instance.
+    public enum Balance: String, Sendable, Equatable, CaseIterable, Codable {
+        /// Each ready instance in turn.
+        case roundRobin = "round-robin"
+        /// Power of two choices on requests (connections) in flight.
+        case leastRequest = "least-request"
+    }
+
     /// Addresses as written ("127.0.0.1:8080", "[::1]:8080"); parsed by `ListenAddress`.
     public var listen: [ListenAddress]
     public var mode: Mode = .http
@@ -13,6 +21,12 @@ public struct ProxySpec: Sendable, Equatable, Codable {
     public var retries: Int = 2
     public var drainTimeout: Duration = .seconds(30)
     public var queueTimeout: Duration = .seconds(10)
+    public var balance: Balance = .roundRobin
+    /// Failed connects (and, in http mode, 5xx answers) in a row that take an instance out of the
+    /// rotation; 0 = never.
+    public var ejectAfter: Int = 5
+    /// How long the first ejection lasts; each further one in a row lasts twice as long.
+    public var ejectFor: Duration = .seconds(10)
 
     public init(listen: [ListenAddress], mode: Mode = .http) {
         self.listen = listen

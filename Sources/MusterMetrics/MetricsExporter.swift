@@ -70,6 +70,7 @@ public final class MetricsExporter: Sendable {
                 if let proxy = service.proxy {
                     gauge("muster_proxy_open_connections", [("service", name)], Double(proxy.openConnections.load(ordering: .relaxed)))
                     gauge("muster_proxy_queued_requests", [("service", name)], Double(service.queued))
+                    gauge("muster_proxy_ejected_instances", [("service", name)], Double(service.ejected))
                     for (metric, atomic) in [
                         ("muster_proxy_accepted_connections_total", proxy.acceptedConnections),
                         ("muster_proxy_rejected_connections_total", proxy.rejectedConnections),
@@ -93,7 +94,7 @@ public final class MetricsExporter: Sendable {
                     if let memory = instance.memoryBytes { gauge("muster_instance_memory_bytes", labels, Double(memory)) }
                     guard service.proxy != nil else { continue }
                     var inFlight = 0
-                    var deltas = [Int](repeating: 0, count: 10)
+                    var deltas = [Int](repeating: 0, count: 11)
                     var latency = state.latency["\(name)/\(instance.index)"] ?? (Array(repeating: 0, count: LatencyHistogram.bounds.count + 1), 0)
                     for backend in instance.backends {
                         let key = ObjectIdentifier(backend)
@@ -102,13 +103,13 @@ public final class MetricsExporter: Sendable {
                         inFlight += counters.inFlight.load(ordering: .relaxed)
                         var raw = counters.responses.map { $0.load(ordering: .relaxed) }
                         raw += [counters.bytesToInstance.load(ordering: .relaxed), counters.bytesFromInstance.load(ordering: .relaxed),
-                                counters.connectFailures.load(ordering: .relaxed)]
+                                counters.connectFailures.load(ordering: .relaxed), counters.ejections.load(ordering: .relaxed)]
                         raw.append(counters.latency.sumNanos.load(ordering: .relaxed))
                         let bucketsNow = counters.latency.buckets.map { $0.load(ordering: .relaxed) }
                         let last = state.lastRaw[key] ?? Array(repeating: 0, count: raw.count + bucketsNow.count)
-                        for i in 0..<9 { deltas[i] += raw[i] - last[i] }
-                        latency.sumNanos += raw[9] - last[9]
-                        for (b, value) in bucketsNow.enumerated() { latency.buckets[b] += value - last[10 + b] }
+                        for i in 0..<10 { deltas[i] += raw[i] - last[i] }
+                        latency.sumNanos += raw[10] - last[10]
+                        for (b, value) in bucketsNow.enumerated() { latency.buckets[b] += value - last[11 + b] }
                         state.lastRaw[key] = raw + bucketsNow
                     }
                     state.latency["\(name)/\(instance.index)"] = latency
@@ -119,6 +120,7 @@ public final class MetricsExporter: Sendable {
                     count("muster_proxy_bytes_total", labels + [("direction", "to_instance")], by: deltas[6])
                     count("muster_proxy_bytes_total", labels + [("direction", "from_instance")], by: deltas[7])
                     count("muster_proxy_connect_failures_total", labels, by: deltas[8])
+                    count("muster_proxy_ejections_total", labels, by: deltas[9])
                 }
             }
             state.lastRaw = state.lastRaw.filter { seenBackends.contains($0.key) }

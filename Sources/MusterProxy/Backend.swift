@@ -14,6 +14,9 @@ public final class Backend: Sendable, CustomStringConvertible {
     /// Set when the instance leaves the rotation for good (draining, stopping): pools stop reusing
     /// connections to it and close them as they come back.
     public let retired = ManagedAtomic<Bool>(false)
+    /// Whether its `BackendSet`'s outlier detector holds failures of it: only then does a
+    /// success take the set's lock (to forget them).
+    let outlierTracked = ManagedAtomic<Bool>(false)
 
     public init(service: String, index: Int, generation: Int, address: SocketAddress) {
         self.service = service
@@ -38,6 +41,8 @@ public final class BackendCounters: Sendable {
     public let bytesToInstance = ManagedAtomic<Int>(0)
     public let bytesFromInstance = ManagedAtomic<Int>(0)
     public let connectFailures = ManagedAtomic<Int>(0)
+    /// Times the proxy took it out of the rotation for failing (`eject_after`).
+    public let ejections = ManagedAtomic<Int>(0)
     /// Time from request sent (or connect started) to first response byte, in the proxy's buckets.
     public let latency = LatencyHistogram()
 

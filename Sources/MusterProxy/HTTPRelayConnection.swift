@@ -364,6 +364,7 @@ final class HTTPRelayConnection: RelayTask {
         let id = connection.connectingFor
         guard error == 0 else {
             connection.backend.counters.connectFailures.wrappingIncrement(ordering: .relaxed)
+            proxy.backends.reportFailure(connection.backend, .connect)
             guard exchange?.id == id, !isClosed else { return }
             exchange!.tried.append(connection.backend)
             guard exchange!.attempts <= settings.retries, let next = proxy.backends.next(excluding: exchange!.tried) else {
@@ -562,12 +563,14 @@ final class HTTPRelayConnection: RelayTask {
                 return nil
             }
             backend.counters.countResponse(status: 101)
+            proxy.backends.reportSuccess(backend)
             exchange!.upgrading = true
             exchange!.responseStarted = true
             outbox.append(H1Rewrite.response(head, in: bytes, clientMinor: clientMinor, close: false, dechunk: false, allocator: Self.allocator))
             return .some(nil)
         }
         backend.counters.countResponse(status: code)
+        if code >= 500 { proxy.backends.reportFailure(backend, .status(code)) } else { proxy.backends.reportSuccess(backend) }
         exchange!.responseStarted = true
         exchange!.instanceKeepAlive = head.keepAlive
         if exchange!.isUpgrade || exchange!.requestPhase != .sent || inputClosed {

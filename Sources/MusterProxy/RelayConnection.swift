@@ -205,6 +205,7 @@ final class RelayConnection: RelayTask {
         }
         connectDeadline = .max
         failedBackend.counters.connectFailures.wrappingIncrement(ordering: .relaxed)
+        proxy.backends.reportFailure(failedBackend, .connect)
         failed.append(failedBackend)
         backend = nil
         proxy.logger.debug(
@@ -226,6 +227,7 @@ final class RelayConnection: RelayTask {
         lastTraffic = worker.now
         backend.counters.inFlight.wrappingIncrement(ordering: .relaxed)
         backend.counters.latency.record(nanoseconds: (NIODeadline.now() - connectStarted).nanoseconds)
+        proxy.backends.reportSuccess(backend)
         updateInterest()
     }
 

@@ -17,7 +17,7 @@ public final class ServiceProxy: Sendable {
         var logger = logger
         logger[metadataKey: "service"] = "\(service)"
         context = ProxyContext(
-            service: service, settings: ProxySettings(spec), backends: BackendSet(),
+            service: service, settings: ProxySettings(spec), backends: BackendSet(timers: eventLoopGroup),
             eventLoopGroup: eventLoopGroup, logger: logger)
     }
 
@@ -43,6 +43,7 @@ public final class ServiceProxy: Sendable {
             }
         }
         context.settings = ProxySettings(spec)
+        context.backends.configure(balance: spec.balance, ejectAfter: spec.ejectAfter, ejectFor: spec.ejectFor)
         listeners.withLockedValue { $0.merge(bound) { _, new in new } }
         for listener in bound.values { TCPRelay.shared.add(listener) }
         let removed = current.filter { !spec.listen.contains($0) }.compactMap { address in

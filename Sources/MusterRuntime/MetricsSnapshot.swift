@@ -12,6 +12,8 @@ public struct MetricsSnapshot: Sendable {
         /// The proxy's own counters; nil without a proxy.
         public var proxy: ServiceCounters?
         public var queued: Int
+        /// Instances the proxy holds out of its rotation now for failing (`eject_after`).
+        public var ejected = 0
         /// The autoscaler's state; nil when the service has no `[autoscale]`.
         public var autoscale: AutoscaleSummary?
         /// Canary promotions and rollbacks since musterd started.
@@ -53,6 +55,7 @@ extension Supervisor {
                                   proxy: proxy?.counters, queued: proxy?.backends.queued.load(ordering: .relaxed) ?? 0,
                                   autoscale: autoscaleSummary(name, entry: entry)))
             services[services.count - 1].canaries = canaryTallies[name] ?? CanaryTally()
+            services[services.count - 1].ejected = proxy?.backends.ejectedCount ?? 0
         }
         return MetricsSnapshot(services: services)
     }

@@ -39,6 +39,7 @@ extension Supervisor {
         for name in services.keys.sorted() {
             guard let spec = services[name]?.spec, let proxySpec = spec.proxy else { continue }
             let proxy = ServiceProxy(service: name, spec: proxySpec, eventLoopGroup: deps.eventLoopGroup, logger: logger)
+            watchEjections(proxy)
             proxies[name] = proxy
             do {
                 try await proxy.apply(proxySpec, inherited: inherited[name] ?? [:])
@@ -100,6 +101,7 @@ extension Supervisor {
             if let existing = proxies[spec.name] { proxy = existing }
             else {
                 proxy = ServiceProxy(service: spec.name, spec: next, eventLoopGroup: deps.eventLoopGroup, logger: logger)
+                watchEjections(proxy)
                 proxies[spec.name] = proxy
                 created.append(spec.name)
             }
@@ -335,11 +337,14 @@ extension Supervisor {
         // Requests of instances that have ended are kept in the service's own tally.
         total += endedRequests[name] ?? 0
         let rate = proxy.map { rates.rate(ObjectIdentifier($0), total: total, now: now) } ?? 0
-        return ProxyStatus(
+        var status = ProxyStatus(
             listen: spec.listen.map(\.description), protocol: spec.mode.rawValue,
             openConnections: proxy?.counters.openConnections.load(ordering: .relaxed) ?? 0,
             queued: proxy?.backends.queued.load(ordering: .relaxed) ?? 0,
             requestsTotal: total, rps: rate, error: proxyErrors[name])
+        status.balance = spec.balance.rawValue
+        status.ejected = proxy?.backends.ejectedCount ?? 0
+        return status
     }
 
     func forgetRatesOfEndedInstances() {

@@ -843,6 +843,7 @@ public actor Supervisor {
                 let backend = live?.backend
                 rows[rows.count - 1].connections = backend?.counters.inFlight.load(ordering: .relaxed) ?? 0
                 rows[rows.count - 1].rps = backend.map { rates.rate(ObjectIdentifier($0), total: $0.counters.requestsTotal, now: now) } ?? 0
+                rows[rows.count - 1].ejectedUntil = backend.flatMap { ejectedUntil($0, owner: entry.canaryOf ?? name, now: now) }
             }
         }
         return rows
@@ -998,7 +999,7 @@ public actor Supervisor {
         if let service { metadata["service"] = "\(service)" }
         if let index { metadata["instance"] = "\(index)" }
         let level: Logger.Level = ["fatal", "oom-killed", "spawn-failed", "reload-failed"].contains(kind) ? .error
-            : ["exited", "backoff", "stop-timeout", "orphan-stopped"].contains(kind) ? .warning : .info
+            : ["exited", "backoff", "stop-timeout", "orphan-stopped", "ejected"].contains(kind) ? .warning : .info
         // Messages that already start with their subject ("web: 2 → 5, …") are not prefixed again.
         let subject = instance ?? service ?? "musterd"
         logger.log(level: level, "\(message.hasPrefix(subject + ": ") ? message : subject + ": " + message)", metadata: metadata)

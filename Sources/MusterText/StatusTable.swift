@@ -1,12 +1,14 @@
 import MusterAPI
 import MusterCore
+import MusterHost
 
 /// `NAME  STATE  READY  PID  PORT  UPTIME  RESTARTS  CPU  MEM  CONNS  RPS  REASON`, one row per
 /// instance (REASON ends in "as root" for a process running as root), then one line per proxy.
+/// READY says `ejected` while the proxy holds a ready instance out for failing.
 /// musterd renders it (`GET /v1/status` with `Accept: text/plain`): at 2,000 instances decoding the
 /// 700 KB JSON document in the CLI took longer than the daemon took to build it.
 public enum StatusTable {
-    public static func render(_ status: StatusResponse) -> String {
+    public static func render(_ status: StatusResponse, now: Double = WallClock.now()) -> String {
         var rows: [[String]] = [["NAME", "STATE", "READY", "PID", "PORT", "UPTIME", "RESTARTS", "CPU", "MEM", "CONNS", "RPS", "REASON"]]
         for service in status.services {
             if service.instances.isEmpty {
@@ -18,12 +20,16 @@ public enum StatusTable {
                 if let health = instance.health, !instance.ready, instance.state == "running" || instance.state == "starting" {
                     reason = reason.isEmpty ? "health: \(health)" : reason + "; health: \(health)"
                 }
+                if let until = instance.ejectedUntil {
+                    let ejected = "ejected by the proxy for failing, back in \(DurationText.format(.seconds(max(0, (until - now).rounded(.up)))))"
+                    reason = reason.isEmpty ? ejected : reason + "; " + ejected
+                }
                 // Said out loud, as `musterd --check` warns: root is rarely what a service needs.
                 if instance.user == "root" && instance.pid != nil {
                     reason = reason.isEmpty ? "as root" : reason + "; as root"
                 }
                 rows.append([
-                    instance.id, instance.state.uppercased(), instance.ready ? "yes" : "no",
+                    instance.id, instance.state.uppercased(), instance.ejectedUntil != nil ? "ejected" : instance.ready ? "yes" : "no",
                     instance.pid.map(String.init) ?? "-", instance.port.map(String.init) ?? "-",
                     instance.uptimeSeconds.map(uptime) ?? "-", String(instance.restarts),
                     instance.cpuPercent.map { String(format1($0)) + "%" } ?? "-",
@@ -43,6 +49,8 @@ public enum StatusTable {
             guard let proxy = service.proxy else { continue }
             var line = "\(service.name): \(proxy.protocol) proxy on \(proxy.listen.joined(separator: ", ")): "
                 + "\(proxy.openConnections) open connection\(proxy.openConnections == 1 ? "" : "s"), \(format1(proxy.rps)) req/s, \(proxy.requestsTotal) total"
+            if proxy.balance != "round-robin" { line += ", \(proxy.balance)" }
+            if proxy.ejected > 0 { line += ", \(proxy.ejected) ejected for failing" }
             if proxy.queued > 0 { line += ", \(proxy.queued) waiting for a ready instance" }
             if let error = proxy.error { line += "; NOT LISTENING: \(error)" }
             lines.append(line)

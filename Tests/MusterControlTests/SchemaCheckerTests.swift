@@ -19,14 +19,15 @@ struct SchemaCheckerTests {
     static let instance = """
         {"id": "web:0", "index": 0, "state": "running", "pid": 42, "port": 20000, "restarts": 0,
          "uptime_seconds": 1.5, "cgroup": null, "reason": null, "cpu_seconds": null, "cpu_percent": null,
-         "memory_bytes": null, "user": "root", "ready": true, "health": null, "connections": null, "rps": null}
+         "memory_bytes": null, "user": "root", "ready": true, "health": null, "connections": null, "rps": null,
+         "ejected_until": null}
         """
 
     @Test("accepts a conforming document")
     func accepts() throws {
         #expect(try problems(Self.instance, "InstanceStatus") == [])
         #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "proxy": null, "autoscale": null, "requires": ["db"], "wants": [], "waiting_for": ["db"], "instances": [\#(Self.instance)]}]}"#, "StatusResponse") == [])
-        let proxy = #"{"listen": ["127.0.0.1:8080"], "protocol": "http", "open_connections": 3, "queued": 0, "requests_total": 12, "rps": 1.5, "error": null}"#
+        let proxy = #"{"listen": ["127.0.0.1:8080"], "protocol": "http", "open_connections": 3, "queued": 0, "requests_total": 12, "rps": 1.5, "error": null, "balance": "least-request", "ejected": 1}"#
         #expect(try problems(#"{"services": [{"name": "web", "desired": 1, "started": true, "source": "/x.toml", "proxy": \#(proxy), "autoscale": null, "requires": [], "wants": [], "waiting_for": [], "instances": []}]}"#, "StatusResponse") == [])
         #expect(try problems(#"{"error": "not_found", "message": "no"}"#, "ErrorResponse") == [])
         #expect(try problems(#"{"error": "invalid_manifest", "message": "no", "details": ["a", "b"]}"#, "ErrorResponse") == [])
@@ -44,6 +45,22 @@ struct SchemaCheckerTests {
                                  uptimeSeconds: some ? 1 : nil, cgroup: some ? "/c" : nil, reason: some ? "r" : nil,
                                  cpuSeconds: some ? 0.5 : nil, cpuPercent: some ? 12.5 : nil, memoryBytes: some ? 1 << 40 : nil,
                                  user: "root"), "InstanceStatus")
+        var ejected = InstanceStatus(id: "web:1", index: 1, state: "running", pid: 9, port: 3, restarts: 0, uptimeSeconds: 2, cgroup: nil,
+                                     reason: nil, cpuSeconds: nil, cpuPercent: nil, memoryBytes: nil, user: "root")
+        ejected.ready = true
+        ejected.connections = 0
+        ejected.rps = 0
+        ejected.ejectedUntil = some ? 1_800_000_000.5 : nil
+        try check(ejected, "InstanceStatus")
+        var proxy = ProxyStatus(listen: ["127.0.0.1:8080"], protocol: "http", openConnections: 0, queued: 0, requestsTotal: 5, rps: 0,
+                                error: some ? "e" : nil)
+        proxy.balance = some ? "least-request" : "round-robin"
+        proxy.ejected = some ? 1 : 0
+        // The server writes status by hand (ServiceStatus's Codable leaves nil keys out).
+        let status = StatusResponse(services: [ServiceStatus(name: "web", desired: 1, started: true, instances: [ejected], source: "/x.toml",
+                                                             proxy: proxy)])
+        let written = String(decoding: status.jsonBytes(), as: UTF8.self)
+        #expect(try problems(written, "StatusResponse") == [], "\(written)")
         try check(VersionResponse(version: "1", pid: 7, cgroupMode: "hybrid", cgroupRoot: some ? "/sys/fs/cgroup/x" : nil), "VersionResponse")
         try check(EventRecord(time: 1.25, kind: "exited", service: some ? "web" : nil, instance: some ? "web:0" : nil, message: "m",
                               pid: some ? 4 : nil, exitCode: some ? 1 : nil, signal: some ? "SIGKILL" : nil), "EventRecord")

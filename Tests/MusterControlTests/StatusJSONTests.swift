@@ -16,9 +16,16 @@ struct StatusJSONTests {
         ServiceStatus(name: "idle", desired: 0, started: false, instances: [], source: "/x/idle.toml"),
     ])
 
-    /// The sample with dependencies: `web` requires db, wants cache, and waits for db.
+    /// The sample with dependencies: `web` requires db, wants cache, and waits for db; and a
+    /// least-request proxy holding web:0 out.
     static var sampleWithDependencies: StatusResponse {
         var sample = Self.sample
+        var proxy = ProxyStatus(listen: ["127.0.0.1:8080"], protocol: "http", openConnections: 2, queued: 0, requestsTotal: 40,
+                                rps: 3.5, error: nil)
+        proxy.balance = "least-request"
+        proxy.ejected = 1
+        sample.services[0].proxy = proxy
+        sample.services[0].instances[0].ejectedUntil = 1_800_000_012.25
         sample.services[0].requires = ["db"]
         sample.services[0].wants = ["cache", "a\"b"]
         sample.services[0].waitingFor = ["db"]
@@ -37,7 +44,7 @@ struct StatusJSONTests {
 
     @Test func everyInstanceKeyIsPresentEvenWhenNull() throws {
         let text = String(decoding: Self.sample.jsonBytes(), as: UTF8.self)
-        for key in ["id", "index", "state", "pid", "port", "restarts", "uptime_seconds", "cgroup", "reason", "cpu_seconds", "cpu_percent", "memory_bytes", "user"] {
+        for key in ["id", "index", "state", "pid", "port", "restarts", "uptime_seconds", "cgroup", "reason", "cpu_seconds", "cpu_percent", "memory_bytes", "user", "ejected_until"] {
             #expect(text.components(separatedBy: "\"\(key)\":").count == 3, "\(key)")
         }
         #expect(text.contains(#""pid":null"#))

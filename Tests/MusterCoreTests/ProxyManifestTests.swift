@@ -14,6 +14,9 @@ import Testing
         retries         = 3
         drain_timeout   = "10s"
         queue_timeout   = "2s"
+        balance         = "least-request"
+        eject_after     = 3
+        eject_for       = "30s"
         [health]
         check    = "http"
         path     = "/healthz"
@@ -38,6 +41,9 @@ import Testing
         #expect(proxy.retries == 3)
         #expect(proxy.drainTimeout == .seconds(10))
         #expect(proxy.queueTimeout == .seconds(2))
+        #expect(proxy.balance == .leastRequest)
+        #expect(proxy.ejectAfter == 3)
+        #expect(proxy.ejectFor == .seconds(30))
         #expect(spec.health.check == .http)
         #expect(spec.health.path == "/healthz")
         #expect(spec.health.interval == .milliseconds(500))
@@ -58,6 +64,9 @@ import Testing
         #expect(proxy.retries == 2)
         #expect(proxy.drainTimeout == .seconds(30))
         #expect(proxy.queueTimeout == .seconds(10))
+        #expect(proxy.balance == .roundRobin)
+        #expect(proxy.ejectAfter == 5)
+        #expect(proxy.ejectFor == .seconds(10))
         #expect(spec.health == HealthSpec())
         #expect(spec.health.check == .none && spec.health.rise == 2 && spec.health.fall == 3 && spec.health.restartUnhealthy)
         #expect(spec.logs.target == .file)
@@ -94,6 +103,38 @@ import Testing
         #expect(checkExplained, "\(messages)")
         #expect(pathExplained, "\(messages)")
         #expect(targetExplained, "\(messages)")
+    }
+
+    @Test func balancingMistakesNameTheKeyAndTheFix() {
+        let text = """
+            command = ["/bin/true"]
+            [proxy]
+            listen = ["127.0.0.1:8080"]
+            balance = "least-requests"
+            eject_after = -1
+            eject_for = "0s"
+            """
+        var messages: [String] = []
+        do {
+            _ = try ManifestDecoder.decode(text, fileName: "web.toml")
+            Issue.record("accepted a manifest with three problems")
+        } catch {
+            messages = error.issues.map(\.description)
+        }
+        let balanceExplained = messages.contains { $0.contains("web.toml") && $0.contains("[proxy] balance = \"least-requests\": must be \"round-robin\" or \"least-request\" (did you mean \"least-request\"?)") }
+        let afterExplained = messages.contains { $0.contains("[proxy] eject_after = -1") && $0.contains("between 0 and 1000") }
+        let forExplained = messages.contains { $0.contains("[proxy] eject_for") && $0.contains("eject_after = 0 turns ejection off") }
+        #expect(balanceExplained, "\(messages)")
+        #expect(afterExplained, "\(messages)")
+        #expect(forExplained, "\(messages)")
+        #expect(messages.count == 3, "\(messages)")
+    }
+
+    @Test func ejectAfterZeroTurnsEjectionOff() throws {
+        let spec = try ManifestDecoder.decode("command = [\"/bin/true\"]\n[proxy]\nlisten = [\"127.0.0.1:8080\"]\neject_after = 0", fileName: "web.toml")
+        #expect(spec.proxy?.ejectAfter == 0)
+        let policy = OutlierDetector<Int>.Policy(ejectAfter: spec.proxy?.ejectAfter ?? -1, ejectFor: spec.proxy?.ejectFor ?? .zero)
+        #expect(!policy.isEnabled)
     }
 
     @Test func execCheckNeedsACommand() {

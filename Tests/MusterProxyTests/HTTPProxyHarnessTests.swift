@@ -128,7 +128,8 @@ func residentBytes() -> Int {
 /// `/upload-stalled` the same after not reading for 500 ms; `/echo` the body back, chunked; `/chunked` a chunked body in three parts;
 /// `/download/N` N bytes, streamed with backpressure; `/close-second` answers the first request
 /// on a connection and closes on the second without a word; `/hang-up` closes without a word,
-/// `/hang-up-on-0` too on instance 0 only. Anything with `Upgrade: echo`
+/// `/hang-up-on-0` too on instance 0 only; `/fail-on-0` is a 500 from instance 0 and `/id` from
+/// the others. Anything with `Upgrade: echo`
 /// gets a 101 and then an echo of the raw bytes.
 final class HTTPTestBackend: Sendable {
     let index: Int
@@ -298,7 +299,9 @@ final class HTTPTestBackendHandler: ChannelDuplexHandler {
             context.close(promise: nil)
         case "/close-second" where requestsOnConnection >= 2:
             context.close(promise: nil)
-        case "/id", "/close-second", "/hang-up-on-0":
+        case "/fail-on-0" where index == 0:
+            text("broken", status: .internalServerError, context: context)
+        case "/id", "/close-second", "/hang-up-on-0", "/fail-on-0":
             text("backend-\(index)", context: context)
         case "/headers":
             text(head.headers.map { "\($0.name.lowercased()): \($0.value)" }.joined(separator: "\n"), context: context)
@@ -328,11 +331,11 @@ final class HTTPTestBackendHandler: ChannelDuplexHandler {
         }
     }
 
-    private func text(_ body: String, context: ChannelHandlerContext) {
+    private func text(_ body: String, status: HTTPResponseStatus = .ok, context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "content-length", value: "\(body.utf8.count)")
         headers.add(name: "x-backend", value: "\(index)")
-        context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(Self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
         context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
     }

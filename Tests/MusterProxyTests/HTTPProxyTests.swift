@@ -179,6 +179,45 @@ import Testing
         }
     }
 
+    @Test func fiveFiveHundredsInARowEjectAnInstance() async throws {
+        try await withHTTPProxy(servers: 3, spec: { $0.ejectFor = .seconds(60) }) { harness in
+            let client = try await harness.client()
+            var statuses: [Int] = []
+            var answeredBy = [0, 0, 0]
+            for _ in 0..<30 {
+                let response = try await client.request("/fail-on-0")
+                statuses.append(response.status)
+                if let index = Int(response.body.dropFirst("backend-".count)) { answeredBy[index] += 1 }
+            }
+            await client.close()
+            // Round robin until instance 0's fifth 500 (the first 15 requests), then the other two.
+            let fiveHundreds = statuses.filter { $0 == 500 }.count
+            #expect(fiveHundreds == 5, "\(statuses)")
+            let lastFiveHundred = statuses.lastIndex(of: 500) ?? -1
+            #expect(lastFiveHundred < 15, "\(statuses)")
+            #expect(answeredBy[1] + answeredBy[2] == 25)
+            #expect(abs(answeredBy[1] - answeredBy[2]) <= 1, "\(answeredBy)")
+            let ejection = harness.proxy.backends.ejection(of: harness.instances[0])
+            #expect(ejection?.duration == .seconds(60))
+            let ejections = harness.instances[0].counters.ejections.load(ordering: .relaxed)
+            #expect(ejections == 1)
+            let counted = harness.instances[0].counters.responses[5].load(ordering: .relaxed)
+            #expect(counted == 5, "the 500s clients saw are counted on the instance")
+        }
+    }
+
+    @Test func ejectAfterZeroKeepsAFailingInstanceInTheRotation() async throws {
+        try await withHTTPProxy(servers: 2, spec: { $0.ejectAfter = 0 }) { harness in
+            let client = try await harness.client()
+            var statuses: [Int] = []
+            for _ in 0..<20 { statuses.append(try await client.request("/fail-on-0").status) }
+            await client.close()
+            let fiveHundreds = statuses.filter { $0 == 500 }.count
+            #expect(fiveHundreds == 10, "\(statuses)")
+            #expect(harness.proxy.backends.ejectedCount == 0)
+        }
+    }
+
     @Test func staleKeptAliveConnectionIsRetried() async throws {
         try await withHTTPProxy(servers: 1) { harness in
             let client = try await harness.client()

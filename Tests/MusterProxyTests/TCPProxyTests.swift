@@ -109,6 +109,35 @@ struct TCPProxyTests {
         }
     }
 
+    @Test func failedConnectsInARowEjectAnInstance() async throws {
+        var spec = TCPTest.spec()
+        spec.ejectAfter = 3
+        spec.ejectFor = .seconds(60)
+        try await TCPTest.withProxy(spec) { harness in
+            let dead = Backend(
+                service: "web", index: 0, generation: 1,
+                address: try SocketAddress(ipAddress: "127.0.0.1", port: try await TCPTest.unusedPort(harness.group)))
+            let live = try await (1...2).asyncMap { index in
+                try await harness.backend(index: index) { IdentityHandler(identity: "\(index)") }
+            }
+            harness.proxy.backends.setReady([dead] + live)
+            var replies: [String] = []
+            for _ in 0..<30 {
+                let client = try TCPTestClient(port: harness.port)
+                replies.append(String(decoding: try client.readToEOF(), as: UTF8.self))
+            }
+            let allServed = replies.allSatisfy { $0 == "1" || $0 == "2" }
+            #expect(allServed, "\(replies)")
+            // Three tries of the dead one (each retried elsewhere), then none while it is out.
+            let failures = dead.counters.connectFailures.load(ordering: .relaxed)
+            #expect(failures == 3)
+            #expect(harness.proxy.backends.ejectedCount == 1)
+            let ejection = harness.proxy.backends.ejection(of: dead)
+            #expect(ejection?.count == 1)
+            try await harness.expectNothingInFlight()
+        }
+    }
+
     @Test func connectionIsClosedWhenEveryTryFails() async throws {
         var spec = TCPTest.spec()
         spec.retries = 1

@@ -10,6 +10,9 @@
   --notify         -> sends READY=1 to $NOTIFY_SOCKET once listening
   $BEHAVIOR        -> how GET / answers, to make "versions" by editing a manifest: ok (default),
                       fail (500), slow (after 600 ms), crash (exit 3 before listening)
+  --behaviors L    -> a comma-separated BEHAVIOR per instance index ($MUSTER_INSTANCE), e.g.
+                      "fail,slow,ok": instance 0 answers 500, 1 is slow, 2 is fine
+  --slow-ms N      -> how long "slow" waits (default 600)
 SIGTERM: stop accepting, let in-flight requests finish, exit 0.
 """
 import argparse, os, signal, socket, sys, threading, time
@@ -19,9 +22,14 @@ from urllib.parse import urlparse, parse_qs
 parser = argparse.ArgumentParser()
 parser.add_argument("--start-delay", type=float, default=0)
 parser.add_argument("--notify", action="store_true")
+parser.add_argument("--behaviors")
+parser.add_argument("--slow-ms", type=int, default=600)
 args = parser.parse_args()
 instance = os.environ.get("MUSTER_INSTANCE", "?")
 behavior = os.environ.get("BEHAVIOR", "ok")
+if args.behaviors:
+    per_index = args.behaviors.split(",")
+    behavior = per_index[int(instance) % len(per_index)] if instance.isdigit() else behavior
 if behavior == "crash":
     sys.exit(3)
 port = int(os.environ["PORT"])
@@ -57,7 +65,7 @@ class Handler(BaseHTTPRequestHandler):
         if behavior == "fail":
             return self.answer(500, "broken version\n")
         if behavior == "slow":
-            time.sleep(0.6)
+            time.sleep(args.slow_ms / 1000)
         self.answer(200, f"instance {instance}\n")
 
     do_HEAD = do_GET
