@@ -20,6 +20,9 @@ faults, and reports the load held, the faults injected, and what was lost:
               request, no fd or RSS growth in musterd
   6 flood     10,000 concurrent client connections against max_connections = 1,000: the rest get
               503 or a close, musterd answers status, a neighbour service still serves
+  7 churn     a reload storm (1,000 reloads), a scale storm (0 <-> 50, 200 times), a connection
+              storm (1 million short connections through the proxy) and a log flood (100 MB
+              through one instance): musterd's RSS after each, minus before it, at most 1 MiB
 
 The load is a paced generator (N keep-alive clients in threads, each sending at a fixed rate over
 raw sockets), which records every request: a non-2xx/3xx answer, a refused connect, a reset, a
@@ -64,15 +67,19 @@ SOCKET_ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-s
 MODES = {
     "long": {"before": 5, "kill": 30, "after": 5, "daemon_down": 1.0, "limits_phase": 10,
              "disk_phase": 8, "reloads": 100, "status_workers": 20, "status_each": 50,
-             "flood": 10000, "max_connections": 1000, "flood_timeout": 90},
+             "flood": 10000, "max_connections": 1000, "flood_timeout": 90,
+             "churn_reloads": 1000, "churn_scales": 200, "churn_connections": 1_000_000, "churn_log_mb": 100},
     "short": {"before": 3, "kill": 5, "after": 3, "daemon_down": 1.0, "limits_phase": 4,
               "disk_phase": 4, "reloads": 20, "status_workers": 10, "status_each": 20,
-              "flood": 2000, "max_connections": 200, "flood_timeout": 45},
+              "flood": 2000, "max_connections": 200, "flood_timeout": 45,
+              "churn_reloads": 100, "churn_scales": 20, "churn_connections": 20_000, "churn_log_mb": 10},
 }
 # Case 5: what musterd's RSS may grow by over the storm. The event ring (1,000 entries of a few
 # hundred bytes) may still be filling; anything else that grows with each reload or status call is
 # a leak. Measured after a warm-up storm of the same size, so one-time allocations are in the baseline.
 RSS_SLACK_KB = 256
+# Case 7: what musterd's RSS may grow by over each storm (issue 19: 1 MiB).
+CHURN_SLACK_KB = 1024
 CLIENTS = 8          # load generator clients
 RATE = 400           # requests per second over all clients
 
@@ -85,6 +92,47 @@ while True:
     n += 1
     print(f"line {n} " + "x" * 100, flush=True)
     time.sleep(0.02)
+"""
+
+# Case 7's connection storm: COUNT connections one after another, each GET / with Connection:
+# close, read to the end. Prints {"ok": n, "failed": {kind: n}} as JSON.
+STORMER = """import json, socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+request = b"GET / HTTP/1.1\\r\\nHost: chaos\\r\\nConnection: close\\r\\n\\r\\n"
+ok, failed = 0, {}
+for _ in range(count):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(request)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        kind = data.split(b" ", 2)[1].decode(errors="replace") if data.startswith(b"HTTP/1.1 ") else "no answer"
+    except OSError as error:
+        kind = type(error).__name__
+    if kind == "200":
+        ok += 1
+    else:
+        failed[kind] = failed.get(kind, 0) + 1
+print(json.dumps({"ok": ok, "failed": failed}))
+"""
+
+# Case 7's log flood: MB megabytes of 100-byte lines on stdout as fast as the pipe takes them,
+# then a marker line, then quiet.
+FLOODER = """import sys, time
+mb = int(sys.argv[1])
+line = b"x" * 99 + b"\\n"
+block = line * 10486
+out = sys.stdout.buffer
+for _ in range(mb):
+    out.write(block)
+out.write(b"FLOOD-DONE\\n")
+out.flush()
+while True:
+    time.sleep(60)
 """
 
 WORKER = """import signal, sys, time
@@ -406,6 +454,7 @@ cgroup_root    = "{self.root}"
 instance_ports = "{instance_ports[0]}-{instance_ports[1]}"
 """)
         for name, text in (("backend.py", BACKEND_PY), ("chatter.py", CHATTER), ("worker.py", WORKER), ("forkbomb.sh", FORKBOMB),
+                           ("stormer.py", STORMER), ("flooder.py", FLOODER),
                            ("memhog.py", MEMHOG), ("spinner.py", SPINNER)):
             with open(os.path.join(self.tmp, name), "w") as f:
                 f.write(text)
@@ -1416,6 +1465,106 @@ def case_flood(run, res, r):
     muster.shutdown()
 
 
+def case_churn(run, res, r):
+    """Issue 19's flat memory under churn: a reload storm, a scale storm, a connection storm and
+    a log flood, one after another against one musterd; its RSS after each, minus before it."""
+    m = run.mode
+    (port, *_), iports = run.ports(7)
+    sleeper = """command = ["/bin/sleep", "100000"]
+instances = {n}
+[restart]
+start_seconds = 0
+[stop]
+timeout = "2s"
+"""
+    muster = Muster(res, run.bins, "churn", {"web": web_manifest(port, 4), "sleeper": sleeper.format(n=1),
+                                             "scaled": sleeper.format(n=0)}, iports)
+    muster.start()
+    muster.wait_serving({"web": ("ready", 4), "sleeper": 1}, 60)
+    pid = muster.pid()
+    rows = []
+
+    def settle():
+        time.sleep(3)
+        return rss_kb(pid)
+
+    def reload_storm(count):
+        n = 1
+        for _ in range(count):
+            n = 2 if n == 1 else 1
+            muster.write_manifest("sleeper", sleeper.format(n=n))
+            done = muster.ctl("reload")
+            if done.returncode != 0:
+                raise BenchError(f"reload failed: {(done.stderr or done.stdout).strip()[:200]}")
+        muster.wait_serving({"sleeper": n}, 30)
+
+    def scale_storm(cycles):
+        for _ in range(cycles):
+            for count in (50, 0):
+                done = muster.ctl("scale", "scaled", str(count))
+                if done.returncode != 0:
+                    raise BenchError(f"scale failed: {(done.stderr or done.stdout).strip()[:200]}")
+                wait_until(lambda: len([i for i in muster.instances("scaled") if i.get("state") == "running"]) == count
+                           and len(muster.instances("scaled")) == count, 60, f"scaled at {count}")
+
+    def connection_storm(total):
+        procs = 4
+        each = total // procs
+        runs = [subprocess.Popen([PYTHON, "-S", os.path.join(muster.tmp, "stormer.py"), str(port), str(each)],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+        ok, failed = 0, collections.Counter()
+        for p in runs:
+            out, _ = p.communicate(timeout=3600)
+            doc = json.loads(out)
+            ok += doc["ok"]
+            failed.update(doc["failed"])
+        return ok, failed
+
+    def log_flood(mb):
+        muster.write_manifest("flood", f"""command = ["@PYTHON@", "-S", "@TMP@/flooder.py", "{mb}"]
+[restart]
+start_seconds = 0
+""")
+        done = muster.ctl("reload")
+        if done.returncode != 0:
+            raise BenchError(f"reload (flood) failed: {(done.stderr or done.stdout).strip()[:200]}")
+        wait_until(lambda: "FLOOD-DONE" in muster.ctl("logs", "flood:0", "-n", "3").stdout, 600, "the flood's last line in its log")
+
+    try:
+        # A warm-up of each storm at a tenth of its size: what musterd allocates once (pools,
+        # the event ring filling, the allocator's arenas) goes into the baseline.
+        reload_storm(max(10, m["churn_reloads"] // 10))
+        scale_storm(max(2, m["churn_scales"] // 10))
+        connection_storm(max(2000, m["churn_connections"] // 10))
+        start = settle()
+        for label, body, size in (
+                (f"reload storm ({m['churn_reloads']} reloads)", reload_storm, m["churn_reloads"]),
+                (f"scale storm (0 <-> 50, {m['churn_scales']} times)", scale_storm, m["churn_scales"]),
+                (f"connection storm ({m['churn_connections']:,} short connections)", connection_storm, m["churn_connections"]),
+                (f"log flood ({m['churn_log_mb']} MB through one instance)", log_flood, m["churn_log_mb"])):
+            before = settle()
+            t0 = time.monotonic()
+            outcome = body(size)
+            elapsed = time.monotonic() - t0
+            after = settle()
+            rows.append((label, before, after, elapsed))
+            r.note(f"{label}: {elapsed:.0f} s; musterd RSS {before} kB -> {after} kB ({after - before:+d} kB)"
+                   + (f"; {outcome[0]} answered 200, failed {dict(outcome[1]) or 'none'}" if isinstance(outcome, tuple) else ""))
+            if after - before > CHURN_SLACK_KB:
+                r.miss(f"{label}: RSS grew {after - before} kB (allowed {CHURN_SLACK_KB} kB)")
+            if isinstance(outcome, tuple) and outcome[1]:
+                r.miss(f"{label}: {sum(outcome[1].values())} connections failed: {dict(outcome[1])}")
+        end = rss_kb(pid)
+        r.note(f"all four: musterd RSS {start} kB -> {end} kB ({end - start:+d} kB)")
+    finally:
+        if muster.crashed() is not None:
+            r.miss(f"musterd exited ({muster.crashed()})")
+    r.load = "-"
+    r.faults = f"{m['churn_reloads']} reloads, {m['churn_scales']}x 0<->50, {m['churn_connections']:,} connections, {m['churn_log_mb']} MB log"
+    r.lost = "-"
+    muster.shutdown()
+
+
 CASES = [
     ("1", "kill -9", case_kill),
     ("2", "musterd SIGKILL", lambda run, res, r: case_daemon(run, res, r, False).shutdown()),
@@ -1424,6 +1573,7 @@ CASES = [
     ("4", "log disk full", case_disk),
     ("5", "reload+status storm", case_control),
     ("6", "connection flood", case_flood),
+    ("7", "churn", case_churn),
 ]
 
 

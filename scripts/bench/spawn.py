@@ -36,6 +36,7 @@ SLEEP_ARGV = ["/bin/sleep", "100000"]
 
 TARGETS = {
     "start": "all running >= 20x sooner",
+    "spawn": "spawn span <= 1.3x forkcost",
     "rss": "RSS <= supervisord's",
     "status": "status >= 20x faster",
     "idle": "idle CPU < 0.1% of a core",
@@ -495,9 +496,34 @@ def cleanup_between(res, target):
         res.temp_dirs.remove(target.tmp)
 
 
+# --- the floor: scripts/bench/forkcost.c --------------------------------------------------------
+
+def forkcost(res, n, runs=3):
+    """The kernel's floor for n spawns the way Muster's shim makes them (forkcost mode d: a
+    vfork-style clone, a fresh cgroup2 leaf each, setsid, execve of sleep), median of `runs`, in
+    seconds; None where it cannot run (no gcc, or no hybrid cgroup2 mount at /sys/fs/cgroup/unified)."""
+    if shutil.which("gcc") is None or not os.path.isdir("/sys/fs/cgroup/unified"):
+        return None
+    tmp = res.temp_dir("forkcost")
+    binary = os.path.join(tmp, "forkcost")
+    built = run_quiet(["gcc", "-O2", "-o", binary, os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkcost.c")], timeout=120)
+    if built.returncode != 0:
+        log(f"   forkcost: gcc failed: {built.stderr.strip()[:200]}")
+        return None
+    times = []
+    for _ in range(runs):
+        r = run_quiet([binary, "d", str(n), "30"], timeout=120)
+        # "mode d, ballast 30 MiB: 200 spawns in 104.9 ms = 0.52 ms each"
+        if r.returncode != 0 or " spawns in " not in r.stdout:
+            log(f"   forkcost: {r.stdout.strip()} {r.stderr.strip()}")
+            return None
+        times.append(float(r.stdout.split(" spawns in ")[1].split(" ms")[0]) / 1000)
+    return statistics.median(times)
+
+
 # --- report ----------------------------------------------------------------------------------
 
-def report(m, s):
+def report(m, s, floor=None):
     def ms(x):
         return f"{x * 1000:.1f} ms" if x < 10 else f"{x:.2f} s"
 
@@ -509,14 +535,21 @@ def report(m, s):
     status_ratio = s["status"]["median"] / m["status"]["median"]
     idle_ratio = (s["idle"]["percent"] / m["idle"]["percent"]) if m["idle"]["percent"] > 0 \
         else (float("inf") if s["idle"]["percent"] > 0 else float("nan"))
+    # Muster's spawning alone: its log's first to last `started`, against forkcost's 200 spawns.
+    spans = [l["last_started"] - l["first_started"] for l in m["launches"] if "first_started" in l]
+    span = statistics.median(spans) if spans else None
+    spawn_ratio = span / floor if span and floor else None
     met = {
         "start": start_ratio >= 20,
+        "spawn": spawn_ratio is not None and spawn_ratio <= 1.3,
         "rss": m["rss_kib"] <= s["rss_kib"],
         "status": status_ratio >= 20,
         "idle": m["idle"]["percent"] < 0.1,
     }
     rows = [
         ("all running", ms(m["all_running"]), ms(s["all_running"]), f"{start_ratio:.1f}x", "start"),
+        ("spawn span / forkcost", ms(span) if span else "-", ms(floor) if floor else "-",
+         f"{spawn_ratio:.2f}x" if spawn_ratio else "-", "spawn"),
         ("daemon RSS", mib(m["rss_kib"]), mib(s["rss_kib"]), f"{rss_ratio:.2f}x", "rss"),
         ("status (median)", ms(m["status"]["median"]), ms(s["status"]["median"]), f"{status_ratio:.1f}x", "status"),
         (f"idle CPU ({m['idle']['seconds']:.0f} s)", f"{m['idle']['percent']:.3f}%", f"{s['idle']['percent']:.3f}%",
@@ -550,8 +583,10 @@ def report(m, s):
     lines.append("")
     lines.append(f"targets met: {sum(met.values())} of {len(met)}"
                  + ("" if all(met.values()) else " (missed: " + ", ".join(TARGETS[k] for k, v in met.items() if not v) + ")"))
+    lines.append("spawn span: Muster's first to last `started` (its log), against forkcost.c mode d "
+                 "(vfork-style clone into a fresh cgroup2 leaf, setsid, execve; the supervisord column), muster/forkcost")
     return "\n".join(lines), {"ratios": {"start": start_ratio, "rss": rss_ratio, "status": status_ratio,
-                                         "idle": idle_ratio}, "met": met}
+                                         "idle": idle_ratio, "spawn": spawn_ratio}, "met": met}
 
 
 def main():
@@ -577,7 +612,10 @@ def main():
         log(f"machine busy before the run: {busy0:.0f}% of all {os.cpu_count()} CPUs")
         m = measure(res, Muster(res, args.bin_dir))
         s = measure(res, Supervisord(res))
-        text, summary = report(m, s)
+        log(f"== forkcost.c mode d, {INSTANCES} spawns (median of 3)")
+        floor = forkcost(res, INSTANCES)
+        text, summary = report(m, s, floor)
+        summary["forkcost_seconds"] = floor
         busy1 = machine_busy(2.0) * 100
         text += f"\nother work on the machine: {busy0:.0f}% of all CPUs busy before the run, {busy1:.0f}% after"
         if max(busy0, busy1) > 10:
