@@ -283,6 +283,7 @@ set datafile separator ','
 set multiplot layout 2,2 title 'Muster and supervisord 4.2 with N sleeping programs (2-core VM; log scales)' font ',12'
 set grid
 set logscale xy
+set xrange [80:2500]
 set xlabel 'instances (N)'
 set key top left
 set title 'time to all running'
