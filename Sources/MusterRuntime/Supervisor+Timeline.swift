@@ -50,7 +50,7 @@ extension Supervisor {
         let requests = backends.reduce(0) { $0 + $1.counters.requestsTotal } + (endedRequests[name] ?? 0)
         return ServiceTimeline.Reading(
             requestsTotal: requests, latencyCounts: latency,
-            ready: entry.records.values.filter(\.ready).count,
+            ready: entry.readyCount,
             desired: entry.removing || !entry.intent.started ? 0 : entry.intent.desired,
             cpuPercent: cpu, memoryBytes: memory)
     }

@@ -104,6 +104,9 @@ public actor Supervisor {
         var publishedBackends: [Backend] = []
         /// Set on a canary's internal entry ("web@7"): the service it is a canary of.
         var canaryOf: String?
+        /// Records ready as of the last planning pass: the charts' sampler reads it each second
+        /// instead of counting 2,000 records.
+        var readyCount = 0
     }
 
     private struct Waiter {
@@ -321,6 +324,7 @@ public actor Supervisor {
                 }
             }
             Readiness.update(&entry.records, health: entry.spec.health)
+            entry.readyCount = entry.records.values.reduce(0) { $0 + ($1.ready ? 1 : 0) }
             reconcileRetiring(&entry, now: now)
             publishRotation(&entry)
             noteServing(name, readyCount: entry.published.count)

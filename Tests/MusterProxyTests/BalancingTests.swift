@@ -119,6 +119,18 @@ import Testing
         #expect(set.ejectedCount == 0)
     }
 
+    @Test func aRetryThatFailedOnTheRestTriesAnEjectedInstance() throws {
+        let clock = Clock()
+        let (set, _) = self.set(clock)
+        let all = try backends(2)
+        set.setReady(all)
+        for _ in 0..<5 { set.reportFailure(all[0], .connect) }
+        #expect(set.ejectedCount == 1)
+        #expect(set.next()?.index == 1, "a first attempt never goes to an ejected instance")
+        #expect(set.next(excluding: [all[1]])?.index == 0, "a retry that failed on 1 tries 0 rather than fail")
+        #expect(set.next(excluding: all) == nil)
+    }
+
     @Test func aSuccessInBetweenResetsTheCount() throws {
         let clock = Clock()
         let (set, _) = self.set(clock)
