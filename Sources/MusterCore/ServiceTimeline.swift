@@ -72,7 +72,50 @@ public struct ServiceTimeline: Sendable {
     public static let sampleCapacity = 900
     public static let markCapacity = 100
 
-    public private(set) var samples = SampleRing<Sample>(capacity: sampleCapacity)
+    /// The ring keeps each sample in 32 bytes instead of a `Sample`'s 80: at 200 services a full
+    /// history was 14 MB of the daemon's memory, now 5.8 MB. Rates and CPU keep 7 significant
+    /// digits (read back rounded to thousandths), latencies microseconds, memory KiB.
+    struct PackedSample: Sendable {
+        var time: Double
+        var rps: Float
+        var p50: Float   // NaN: none
+        var p99: Float   // NaN: none
+        var cpu: Float
+        var memoryKiB: UInt32
+        var ready: UInt16
+        var desired: UInt16
+
+        init(_ sample: Sample) {
+            time = sample.time
+            rps = Float(sample.rps)
+            p50 = sample.p50Seconds.map(Float.init) ?? .nan
+            p99 = sample.p99Seconds.map(Float.init) ?? .nan
+            cpu = Float(sample.cpuPercent)
+            memoryKiB = UInt32(clamping: (max(0, sample.memoryBytes) + 512) / 1024)
+            ready = UInt16(clamping: sample.ready)
+            desired = UInt16(clamping: sample.desired)
+        }
+
+        var sample: Sample {
+            func rounded(_ value: Float, _ scale: Double) -> Double { (Double(value) * scale).rounded() / scale }
+            return Sample(time: time, rps: rounded(rps, 1000), p50Seconds: p50.isNaN ? nil : rounded(p50, 1_000_000),
+                          p99Seconds: p99.isNaN ? nil : rounded(p99, 1_000_000), ready: Int(ready), desired: Int(desired),
+                          cpuPercent: rounded(cpu, 1000), memoryBytes: Int(memoryKiB) * 1024)
+        }
+    }
+
+    /// The samples, oldest first, unpacked as they are read.
+    public struct Samples: Sendable {
+        fileprivate var ring = SampleRing<PackedSample>(capacity: sampleCapacity)
+        public var count: Int { ring.count }
+        public var elements: [Sample] { ring.elements.map(\.sample) }
+        public var last: Sample? { ring.last?.sample }
+    }
+
+    /// Bytes one sample takes in the ring (docs/operations.md states the bytes per service).
+    public static var bytesPerSample: Int { MemoryLayout<PackedSample>.stride }
+
+    public private(set) var samples = Samples()
     public private(set) var marks = SampleRing<ScalingMark>(capacity: markCapacity)
     private var previous: (time: Double, requests: Int, latency: [Int])?
 
@@ -91,8 +134,8 @@ public struct ServiceTimeline: Sendable {
             p99 = LatencyBuckets.upperBound(0.99, counts: added, bounds: bounds).flatMap { $0.isFinite ? $0 : nil }
         }
         previous = (time, reading.requestsTotal, reading.latencyCounts)
-        samples.append(Sample(time: time, rps: rps, p50Seconds: p50, p99Seconds: p99, ready: reading.ready, desired: reading.desired,
-                              cpuPercent: reading.cpuPercent, memoryBytes: reading.memoryBytes))
+        samples.ring.append(PackedSample(Sample(time: time, rps: rps, p50Seconds: p50, p99Seconds: p99, ready: reading.ready,
+                                                desired: reading.desired, cpuPercent: reading.cpuPercent, memoryBytes: reading.memoryBytes)))
     }
 
     public mutating func mark(_ mark: ScalingMark) {

@@ -85,9 +85,28 @@ import Testing
         #expect(timeline.marks.elements.first?.from == 5)
     }
 
+    /// The ring packs samples: what comes back is the figure rounded (rates and CPU to
+    /// thousandths, latencies to microseconds, memory to KiB), never a Float's long tail in JSON.
+    @Test func aPackedSampleReadsBackRounded() {
+        var timeline = ServiceTimeline()
+        let bounds = [0.005, 0.1, 1.0]
+        timeline.record(.init(requestsTotal: 0, latencyCounts: [0, 0, 0, 0], ready: 3, desired: 70_000, cpuPercent: 0, memoryBytes: 0),
+                        at: 100, bounds: bounds)
+        timeline.record(.init(requestsTotal: 100, latencyCounts: [100, 0, 0, 0], ready: 3, desired: 70_000, cpuPercent: 12.3456,
+                              memoryBytes: 123_456_789), at: 103, bounds: bounds)
+        let sample = timeline.samples.last
+        #expect(sample?.rps == 33.333)
+        #expect(sample?.p99Seconds == 0.005)
+        #expect(sample?.cpuPercent == 12.346)
+        #expect(sample?.memoryBytes == 123_456_512)
+        #expect(sample?.ready == 3)
+        #expect(sample?.desired == 65_535, "clamped, not wrapped")
+        #expect(sample?.time == 103)
+    }
+
     /// docs/operations.md states the bytes per service from these sizes.
-    @Test func aSampleIsEightyBytesAndAMarkFortyPlusItsReason() {
-        #expect(MemoryLayout<ServiceTimeline.Sample>.stride == 80)
+    @Test func aSampleIsThirtyTwoBytesAndAMarkFortyPlusItsReason() {
+        #expect(ServiceTimeline.bytesPerSample == 32)
         #expect(MemoryLayout<ServiceTimeline.ScalingMark>.stride == 40)
     }
 }
