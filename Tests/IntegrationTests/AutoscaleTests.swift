@@ -112,8 +112,14 @@ import Testing
             """)
         try await DaemonHarness.with(services: ["web": manifest]) { d in
             try await d.start()
-            let oneReady = await eventually(15) { ProxyTests.readyCount(d, "web") == 1 }
-            #expect(oneReady)
+            // Ready, or already scaled away: under the full suite's load the backend can take
+            // longer than scale_to_zero_after (2 s of no traffic) to become ready, and the
+            // autoscaler is right to take it away first (seen once in a full run).
+            let firstStart = await eventually(15) {
+                let idle = try Self.report(d).decisions.last?.reason.contains("idle") ?? false
+                return ProxyTests.readyCount(d, "web") == 1 || idle
+            }
+            #expect(firstStart, Self.describe(d))
             let zero = await eventually(20) { (try? d.instances("web"))?.isEmpty == true }
             #expect(zero, Self.describe(d))
             let lastReason = try Self.report(d).decisions.last?.reason ?? ""
