@@ -296,19 +296,19 @@ public final class Cgroups: Sendable {
     /// The service's folder as a whole (every instance, retiring ones included): the kernel sums
     /// cgroup2's `cpu.stat` over descendants, and `memory.current` too where the memory
     /// controller is on. One read a second a service, instead of two an instance, is what keeps
-    /// the charts' sampler flat at 2,000 instances. `memory` is false when there is no
-    /// service-wide memory file (hybrid hosts, where instances without a memory limit have no
-    /// v1 memory group): the caller sums the instances' own readings then.
+    /// the charts' sampler flat at 2,000 instances. Without a service-wide memory file (hybrid
+    /// hosts, where instances without a memory limit have no v1 memory group) the reader's
+    /// `readsMemory` is false: the caller sums the instances' own readings then.
     /// - Returns: nil without cgroups, or before the service's folder exists (its first instance
     ///   makes it).
-    public func serviceUsageReader(_ service: String) -> (reader: UsageReader, memory: Bool)? {
+    public func serviceUsageReader(_ service: String) -> UsageReader? {
         guard mode != .unavailable, let unifiedRoot else { return nil }
         let folder = unifiedRoot + "/services/" + service
         guard FileSystem.isDirectory(folder) else { return nil }
         if mode == .unified, v2Controllers.contains("memory") {
-            return (UsageReader(cpuStat: folder + "/cpu.stat", memory: folder + "/memory.current"), true)
+            return UsageReader(cpuStat: folder + "/cpu.stat", memory: folder + "/memory.current")
         }
-        return (UsageReader(cpuStat: folder + "/cpu.stat"), false)
+        return UsageReader(cpuStat: folder + "/cpu.stat")
     }
 
     // MARK: The tree
@@ -438,6 +438,9 @@ public final class UsageReader: Sendable {
         let micros = Self.pread(s.cpuFD) { Self.number(after: Self.usageKey, in: $0) }
         return (micros.map { Double($0) / 1e6 }, memory(s))
     }
+
+    /// It has a memory file (a cgroup's, or the process's statm) to read.
+    public var readsMemory: Bool { paths.memory != nil }
 
     /// Only the memory file, past the shared sample: the charts' sampler on hybrid hosts sums it
     /// over every instance now and then, and does not need the CPU file read with it.

@@ -46,7 +46,9 @@ extension Supervisor {
         for backend in backends {
             for (i, bucket) in backend.counters.latency.buckets.enumerated() { latency[i] += bucket.load(ordering: .relaxed) }
         }
-        let (cpu, memory) = readUsage ? timelineCPUAndMemory(name, entry, now: now) : (timelineUsage[name]?.last ?? (0, 0))
+        // Between reads the chart holds the service's previous value.
+        let previous = timelines[name]?.samples.last
+        let (cpu, memory) = readUsage ? timelineCPUAndMemory(name, entry, now: now) : (previous?.cpuPercent ?? 0, previous?.memoryBytes ?? 0)
         let requests = backends.reduce(0) { $0 + $1.counters.requestsTotal } + (endedRequests[name] ?? 0)
         return ServiceTimeline.Reading(
             requestsTotal: requests, latencyCounts: latency,
@@ -60,9 +62,9 @@ extension Supervisor {
     /// (perf, 2026-12-07: 2.1 % of a core). Without a service-wide memory file (hybrid hosts) the
     /// instances' own readings are summed, once every `instanceMemoryInterval`.
     private func timelineCPUAndMemory(_ name: String, _ entry: ServiceEntry, now: ContinuousClock.Instant) -> (Double, Int) {
-        if timelineUsage[name] == nil, !entry.live.isEmpty, let (reader, memory) = deps.cgroups.serviceUsageReader(name) {
+        if timelineUsage[name] == nil, !entry.live.isEmpty, let reader = deps.cgroups.serviceUsageReader(name) {
             _ = reader.read(now: now)   // the baseline: the first rate is from here, not from zero
-            timelineUsage[name] = TimelineUsage(reader: reader, memoryFromFolder: memory)
+            timelineUsage[name] = TimelineUsage(reader: reader)
         }
         guard var usage = timelineUsage[name] else { return instanceSums(entry, now: now) }
         let reading = usage.reader.read(now: now)
@@ -72,15 +74,14 @@ extension Supervisor {
             return instanceSums(entry, now: now)
         }
         var memory = Int(reading.memoryBytes ?? 0)
-        if !usage.memoryFromFolder {
+        if !usage.reader.readsMemory {
             if usage.instanceMemory == nil || now - usage.instanceMemory!.at >= TimelineUsage.instanceMemoryInterval {
                 usage.instanceMemory = (entry.live.values.reduce(0) { $0 + Int($1.usage?.readMemory() ?? 0) }, now)
+                timelineUsage[name] = usage
             }
             memory = usage.instanceMemory!.bytes
         }
-        usage.last = (reading.cpuPercent ?? 0, memory)
-        timelineUsage[name] = usage
-        return usage.last
+        return (reading.cpuPercent ?? 0, memory)
     }
 
     /// Without cgroups (or before the service's folder exists): each instance's own reading.
@@ -124,9 +125,6 @@ struct TimelineUsage {
     static let instanceMemoryInterval: Duration = .seconds(30)
 
     let reader: UsageReader
-    /// The folder has `memory.current` (cgroup2 with the memory controller).
-    let memoryFromFolder: Bool
+    /// Where the folder has no memory file (`reader.readsMemory` false): the instances' sum.
     var instanceMemory: (bytes: Int, at: ContinuousClock.Instant)?
-    /// CPU % and memory of the latest read, charted again in the ticks between reads.
-    var last: (Double, Int) = (0, 0)
 }
