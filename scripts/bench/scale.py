@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 
 import spawn
 from benchlib import (BenchError, Interrupted, Resources, log, machine_busy, raise_interrupted_on_signals,
@@ -58,34 +57,9 @@ class Muster(spawn.Muster):
         self.instances = n
         self.start_timeout = START_TIMEOUT
 
-    def prepare(self):
-        tmp = self.res.temp_dir("muster")
-        root = f"muster-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.res.cgroup_roots.append(root)   # registered before musterd can create it
-        self.services_dir = os.path.join(tmp, "services.d")
-        os.makedirs(self.services_dir)
-        self.socket = os.path.join(tmp, "run", "muster.sock")
-        self.state_dir = os.path.join(tmp, "state")
-        self.config = os.path.join(tmp, "musterd.toml")
-        with open(self.config, "w") as f:
-            f.write(f"""[daemon]
-services_dir   = "services.d"
-control_socket = "{self.socket}"
-state_dir      = "{self.state_dir}"
-log_dir        = "{tmp}/log"
-cgroup_root    = "{root}"
-instance_ports = "40000-49999"
-""")
+    def write_services(self):
         for name in services(self.instances):
-            self.write_service(name, spawn.SLEEP_ARGV)
-        self.tmp = tmp
-        self.cgroup_root = root
-        return spawn.Daemon("musterd", [self.musterd, "--config", self.config], os.path.join(tmp, "musterd.log"),
-                            [self.musterctl, "shutdown", "--socket", self.socket])
-
-    def write_service(self, name, argv):
-        with open(os.path.join(self.services_dir, name + ".toml"), "w") as f:
-            f.write(f"command = {json.dumps(argv)}\ninstances = {PER_SERVICE}\n\n[restart]\nstart_seconds = 0\n")
+            self.write_service(name, spawn.SLEEP_ARGV, PER_SERVICE)
 
     def ctl(self, *args, timeout=120):
         return run_quiet([self.musterctl, *args, "--socket", self.socket], timeout=timeout)
@@ -107,52 +81,19 @@ class Supervisord(spawn.Supervisord):
         self.instances = n
         self.start_timeout = START_TIMEOUT
 
-    def prepare(self):
-        tmp = self.res.temp_dir("supervisord")
-        os.makedirs(os.path.join(tmp, "childlogs"))
-        self.config = os.path.join(tmp, "supervisord.conf")
+    def minfds(self):
         # Each child: three pipes and two log files. supervisord refuses to start when its hard
         # limit is below minfds, so ask for what N needs, within what this process may give.
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        minfds = min(self.instances * 8 + 1024, hard if hard != resource.RLIM_INFINITY else 1 << 20)
-        programs = "".join(f"""
-[program:{name}]
-command={" ".join(spawn.SLEEP_ARGV)}
-numprocs={PER_SERVICE}
-process_name=%(program_name)s_%(process_num)d
-startsecs=0
-autostart=true
-""" for name in services(self.instances))
-        with open(self.config, "w") as f:
-            f.write(f"""[unix_http_server]
-file={tmp}/supervisor.sock
+        return min(self.instances * 8 + 1024, hard if hard != resource.RLIM_INFINITY else 1 << 20)
 
-[supervisord]
-logfile={tmp}/supervisord.log
-pidfile={tmp}/supervisord.pid
-childlogdir={tmp}/childlogs
-nodaemon=true
-minfds={minfds}
+    def programs(self):
+        return "".join(self.program(name, PER_SERVICE) for name in services(self.instances))
 
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://{tmp}/supervisor.sock
-{programs}""")
-        self.tmp = tmp
-        return spawn.Daemon("supervisord", ["supervisord", "-n", "-c", self.config], os.path.join(tmp, "stdout.log"),
-                            ["supervisorctl", "-c", self.config, "shutdown"])
-
-    def count_running(self):
-        r = run_quiet(["supervisorctl", "-c", self.config, "status"], timeout=120)
-        lines = [l.split() for l in r.stdout.splitlines()]
-        if not any(len(l) >= 2 and l[0].startswith("s0") for l in lines):
-            return None
-        return sum(1 for l in lines if len(l) >= 2 and l[1] == "RUNNING")
-
+    program_prefix = "s0"
     # supervisorctl status of 2,000 takes seconds; poll less often than the spawn benchmark.
     poll_interval = 0.5
+    status_timeout = 120
 
     def stop_all_command(self):
         return ["supervisorctl", "-c", self.config, "stop", "all"]
@@ -180,7 +121,7 @@ def measure_reloads(muster):
     name = services(muster.instances)[0]
     for run in range(3):
         before = muster.running_pids(name) or set()
-        muster.write_service(name, ["/bin/sleep", str(100001 + run)])
+        muster.write_service(name, ["/bin/sleep", str(100001 + run)], PER_SERVICE)
         call, r = timed([muster.musterctl, "reload", "--socket", muster.socket])
         if f"restart {name}" not in r.stdout:
             raise BenchError(f"reload did not restart {name}:\n{r.stdout}")

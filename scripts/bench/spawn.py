@@ -222,7 +222,8 @@ class Muster:
         tmp = self.res.temp_dir("muster")
         root = f"muster-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.res.cgroup_roots.append(root)   # registered before musterd can create it
-        os.makedirs(os.path.join(tmp, "services.d"))
+        self.services_dir = os.path.join(tmp, "services.d")
+        os.makedirs(self.services_dir)
         self.socket = os.path.join(tmp, "run", "muster.sock")
         self.state_dir = os.path.join(tmp, "state")
         self.config = os.path.join(tmp, "musterd.toml")
@@ -235,17 +236,18 @@ log_dir        = "{tmp}/log"
 cgroup_root    = "{root}"
 instance_ports = "40000-49999"
 """)
-        with open(os.path.join(tmp, "services.d", "sleep.toml"), "w") as f:
-            f.write(f"""command = {json.dumps(SLEEP_ARGV)}
-instances = {INSTANCES}
-
-[restart]
-start_seconds = 0
-""")
+        self.write_services()
         self.tmp = tmp
         self.cgroup_root = root
         return Daemon("musterd", [self.musterd, "--config", self.config], os.path.join(tmp, "musterd.log"),
                       [self.musterctl, "shutdown", "--socket", self.socket])
+
+    def write_services(self):
+        self.write_service("sleep", SLEEP_ARGV, self.instances)
+
+    def write_service(self, name, argv, instances):
+        with open(os.path.join(self.services_dir, name + ".toml"), "w") as f:
+            f.write(f"command = {json.dumps(argv)}\ninstances = {instances}\n\n[restart]\nstart_seconds = 0\n")
 
     def count_running(self):
         """Instances reported running, or None when the daemon does not answer yet."""
@@ -322,8 +324,7 @@ class Supervisord:
         os.makedirs(os.path.join(tmp, "childlogs"))
         self.config = os.path.join(tmp, "supervisord.conf")
         with open(self.config, "w") as f:
-            # Everything private to this run: socket, pid file, logs. minfds: 200 children with
-            # three pipes and two log files each need more than the default 1024 descriptors.
+            # Everything private to this run: socket, pid file, logs.
             f.write(f"""[unix_http_server]
 file={tmp}/supervisor.sock
 
@@ -332,30 +333,45 @@ logfile={tmp}/supervisord.log
 pidfile={tmp}/supervisord.pid
 childlogdir={tmp}/childlogs
 nodaemon=true
-minfds=4096
+minfds={self.minfds()}
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 
 [supervisorctl]
 serverurl=unix://{tmp}/supervisor.sock
-
-[program:sleep]
-command={" ".join(SLEEP_ARGV)}
-numprocs={INSTANCES}
-process_name=%(program_name)s_%(process_num)d
-startsecs=0
-autostart=true
-""")
+{self.programs()}""")
         self.tmp = tmp
         daemon = Daemon("supervisord", ["supervisord", "-n", "-c", self.config], os.path.join(tmp, "stdout.log"),
                         ["supervisorctl", "-c", self.config, "shutdown"])
         return daemon
 
+    def minfds(self):
+        # 200 children with three pipes and two log files each need more than the default 1024.
+        return 4096
+
+    def programs(self):
+        return self.program("sleep", self.instances)
+
+    @staticmethod
+    def program(name, numprocs):
+        return f"""
+[program:{name}]
+command={" ".join(SLEEP_ARGV)}
+numprocs={numprocs}
+process_name=%(program_name)s_%(process_num)d
+startsecs=0
+autostart=true
+"""
+
+    # What the programs' process names start with in `supervisorctl status` ("sleep:sleep_0").
+    program_prefix = "sleep:"
+    status_timeout = 30
+
     def count_running(self):
-        r = run_quiet(["supervisorctl", "-c", self.config, "status"])
+        r = run_quiet(["supervisorctl", "-c", self.config, "status"], timeout=self.status_timeout)
         lines = [l.split() for l in r.stdout.splitlines()]
-        if not any(len(l) >= 2 and l[0].startswith("sleep:") for l in lines):
+        if not any(len(l) >= 2 and l[0].startswith(self.program_prefix) for l in lines):
             return None
         return sum(1 for l in lines if len(l) >= 2 and l[1] == "RUNNING")
 
