@@ -209,22 +209,23 @@ def plot(rows, out):
                     f"{m['idle']['percent']:.4f},{s['idle']['percent']:.4f},{m['status']['median'] * 1000:.2f},"
                     f"{s['status']['median'] * 1000:.2f},{m['stop']:.4f},{s['stop']:.4f},"
                     f"{m['reload_noop']['median'] * 1000:.2f},{m['reload_one']['running']:.4f}\n")
+    sizes = [n for n, _, _ in rows]
     gp = os.path.join(out, "scale.gp")
     with open(gp, "w") as f:
-        f.write("""# gnuplot scale.gp draws scale.svg from scale.csv; gnuplot -e "fmt='png'" scale.gp draws scale.png
+        f.write(f"""# gnuplot scale.gp draws scale.svg from scale.csv; gnuplot -e "fmt='png'" scale.gp draws scale.png
 if (!exists("fmt")) fmt = 'svg'
-if (fmt eq 'svg') {
+if (fmt eq 'svg') {{
     set terminal svg size 1200,800 noenhanced font 'sans,11' background rgb 'white'
     set output 'scale.svg'
-} else {
+}} else {{
     set terminal pngcairo size 1200,800 noenhanced font ',10'
     set output 'scale.png'
-}
+}}
 set datafile separator ','
 set multiplot layout 2,2 title 'Muster and supervisord 4.2 with N sleeping programs (2-core VM; log scales)' font ',12'
 set grid
 set logscale xy
-set xrange [80:2500]
+set xrange [{min(sizes) * 0.8:g}:{max(sizes) * 1.25:g}]
 set xlabel 'instances (N)'
 set key top left
 set title 'time to all running'
