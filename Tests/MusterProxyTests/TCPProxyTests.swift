@@ -91,13 +91,7 @@ struct TCPProxyTests {
 
     @Test func failedConnectIsRetriedOnTheNextInstance() async throws {
         try await TCPTest.withProxy { harness in
-            let dead = Backend(
-                service: "web", index: 0, generation: 1,
-                address: try SocketAddress(ipAddress: "127.0.0.1", port: try await TCPTest.unusedPort(harness.group)))
-            let live = try await (1...2).asyncMap { index in
-                try await harness.backend(index: index) { IdentityHandler(identity: "\(index)") }
-            }
-            harness.proxy.backends.setReady([dead] + live)
+            let dead = try await TCPTest.deadAndTwoLive(harness)
             for _ in 0..<6 {
                 let client = try TCPTestClient(port: harness.port)
                 let reply = String(decoding: try client.readToEOF(), as: UTF8.self)
@@ -114,13 +108,7 @@ struct TCPProxyTests {
         spec.ejectAfter = 3
         spec.ejectFor = .seconds(60)
         try await TCPTest.withProxy(spec) { harness in
-            let dead = Backend(
-                service: "web", index: 0, generation: 1,
-                address: try SocketAddress(ipAddress: "127.0.0.1", port: try await TCPTest.unusedPort(harness.group)))
-            let live = try await (1...2).asyncMap { index in
-                try await harness.backend(index: index) { IdentityHandler(identity: "\(index)") }
-            }
-            harness.proxy.backends.setReady([dead] + live)
+            let dead = try await TCPTest.deadAndTwoLive(harness)
             var replies: [String] = []
             for _ in 0..<30 {
                 let client = try TCPTestClient(port: harness.port)
@@ -295,6 +283,19 @@ enum TCPTest {
             throw error
         }
         await harness.shutdown()
+    }
+
+    /// Puts in rotation instance 0 on a port nothing listens on, and instances 1 and 2 answering
+    /// their index; returns the dead one.
+    static func deadAndTwoLive(_ harness: TCPTestHarness) async throws -> Backend {
+        let dead = Backend(
+            service: "web", index: 0, generation: 1,
+            address: try SocketAddress(ipAddress: "127.0.0.1", port: try await unusedPort(harness.group)))
+        let live = try await (1...2).asyncMap { index in
+            try await harness.backend(index: index) { IdentityHandler(identity: "\(index)") }
+        }
+        harness.proxy.backends.setReady([dead] + live)
+        return dead
     }
 
     /// A loopback port nothing listens on (bound, then closed).
