@@ -62,6 +62,11 @@ final class HTTPInstanceConnection: RelayTask {
             connectFailed(errno)
             return
         }
+        guard DescriptorReserve.admits(fd) else {
+            // Told as EMFILE: the owner answers 503 without blaming the instance.
+            connectFailed(EMFILE)
+            return
+        }
         var on: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
         let result = address.withSockAddr { pointer, length in Glibc.connect(fd, pointer, socklen_t(length)) }

@@ -362,6 +362,13 @@ final class HTTPRelayConnection: RelayTask {
     /// A connect `use` started has finished (`error` 0) or failed.
     func instanceConnectFinished(_ connection: HTTPInstanceConnection, error: Int32) {
         let id = connection.connectingFor
+        if error == EMFILE || error == ENFILE {
+            // No descriptor for the instance's side (see DescriptorReserve): musterd's trouble,
+            // not the instance's, so it is not counted against it and no other one is tried.
+            guard exchange?.id == id, !isClosed else { return }
+            failExchange(.serviceUnavailable, "503 Service Unavailable: the proxy has no file descriptor left for \(proxy.service)\n")
+            return
+        }
         guard error == 0 else {
             connection.backend.counters.connectFailures.wrappingIncrement(ordering: .relaxed)
             proxy.backends.reportFailure(connection.backend, .connect)

@@ -172,8 +172,10 @@ final class RelayConnection: RelayTask {
         connectStarted = .now()
         connectDeadline = worker.now + settings.connectTimeout.nanoseconds
         let fd = socket(Int32(next.address.protocol.rawValue), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else {
-            connectFailed(errno: errno)
+        guard fd >= 0, DescriptorReserve.admits(fd) else {
+            let code = fd >= 0 ? EMFILE : errno
+            if fd >= 0 { Glibc.close(fd) }
+            if code == EMFILE || code == ENFILE { outOfDescriptors() } else { connectFailed(errno: code) }
             return
         }
         var on: Int32 = 1
@@ -194,6 +196,17 @@ final class RelayConnection: RelayTask {
         var length = socklen_t(MemoryLayout<Int32>.size)
         if getsockopt(instanceFD, SOL_SOCKET, SO_ERROR, &error, &length) != 0 { error = errno }
         if error == 0 { connected() } else { connectFailed(errno: error) }
+    }
+
+    /// No descriptor for the instance's side: musterd's trouble, not the instance's, so it is not
+    /// counted against the instance (no ejection) and no other instance is tried; the client's
+    /// connection is closed.
+    private func outOfDescriptors() {
+        backend = nil
+        connectDeadline = .max
+        proxy.counters.failedRequests.wrappingIncrement(ordering: .relaxed)
+        proxy.logger.debug("tcp connection closed: no descriptor left for the instance's side")
+        close()
     }
 
     private func connectFailed(errno code: Int32) {

@@ -110,6 +110,8 @@ final class RelayWorker: @unchecked Sendable {
     /// Listeners taken out of the epoll set after an accept failed for want of descriptors or
     /// memory, and when to try again (a level-triggered listener would otherwise spin).
     private var pausedListeners: [UInt64: Int64] = [:]
+    private var lastPauseLog: Int64 = .min / 2
+    private var pausesSinceLastLog = 0
     private var connections: [(any RelayTask)?] = []
     /// Idle http-mode connections to instances, for this worker's client connections.
     private(set) lazy var instancePool = HTTPInstancePool(worker: self)
@@ -238,6 +240,14 @@ final class RelayWorker: @unchecked Sendable {
         for _ in 0..<64 {
             let fd = muster_accept_nonblocking(listener.fd)
             if fd >= 0 {
+                guard DescriptorReserve.admits(fd) else {
+                    // The rest of musterd's descriptors are its own (see DescriptorReserve):
+                    // this connection is refused and the others wait in the backlog.
+                    Glibc.close(fd)
+                    listener.context.counters.rejectedConnections.wrappingIncrement(ordering: .relaxed)
+                    pause(listener, tag: tag, because: "descriptor \(fd) is at or above \(DescriptorReserve.ceiling), the ones kept for musterd")
+                    return
+                }
                 listener.admit(fd, worker: self)
                 continue
             }
@@ -247,20 +257,30 @@ final class RelayWorker: @unchecked Sendable {
             case EINTR, ECONNABORTED, EPROTO:
                 continue
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                // Out of descriptors or memory: stop accepting here for a moment. Connections
-                // wait in the backlog; the ones already open go on.
-                listener.context.logger.warning(
-                    "cannot accept: pausing this listener for 100 ms",
-                    metadata: ["error": "\(String(cString: strerror(errno)))"])
-                _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, listener.fd, nil)
-                pausedListeners[tag] = now + 100_000_000
-                scheduleSweep(in: 100_000_000)
+                pause(listener, tag: tag, because: String(cString: strerror(errno)))
                 return
             default:
                 listener.context.logger.warning("accept failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
                 return
             }
         }
+    }
+
+    /// Out of descriptors or memory: stops accepting on `listener` for 100 ms. Connections wait
+    /// in the backlog; the ones already open go on. Said at most once every 10 s per worker, as
+    /// a flood would otherwise log ten lines a second.
+    private func pause(_ listener: ProxyListener, tag: UInt64, because reason: String) {
+        pausesSinceLastLog += 1
+        if now - lastPauseLog >= 10_000_000_000 {
+            listener.context.logger.warning(
+                "cannot accept: pausing this listener for 100 ms",
+                metadata: ["error": "\(reason)", "pauses": "\(pausesSinceLastLog)"])
+            lastPauseLog = now
+            pausesSinceLastLog = 0
+        }
+        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, listener.fd, nil)
+        pausedListeners[tag] = now + 100_000_000
+        scheduleSweep(in: 100_000_000)
     }
 
     // MARK: Connections

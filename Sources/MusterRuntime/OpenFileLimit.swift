@@ -1,5 +1,6 @@
 import CMusterShims
 import Glibc
+import MusterProxy
 
 /// musterd's own descriptor limit. A fresh host starts services with a soft limit of 1024
 /// (hard 524288 under systemd); 2,000 instances need about 10,000 descriptors (a pidfd, two log
@@ -12,10 +13,18 @@ public enum OpenFileLimit {
         public let description: String
     }
 
+    /// Raises the soft limit and sets the proxy's `DescriptorReserve` from the limit in force
+    /// (also when raising failed).
     /// - Returns: the soft limit now in force.
     public static func raise() throws(Failure) -> Int {
         let result = muster_raise_open_file_limit()
-        guard result >= 0 else { throw Failure(description: "setrlimit(RLIMIT_NOFILE): " + String(cString: strerror(errno))) }
+        guard result >= 0 else {
+            let failure = Failure(description: "setrlimit(RLIMIT_NOFILE): " + String(cString: strerror(errno)))
+            var limit = rlimit()
+            if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { DescriptorReserve.configure(limit: Int(clamping: limit.rlim_cur)) }
+            throw failure
+        }
+        DescriptorReserve.configure(limit: Int(result))
         return Int(result)
     }
 }
