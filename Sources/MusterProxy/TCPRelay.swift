@@ -387,6 +387,7 @@ final class RelayWorker: @unchecked Sendable {
             connection.sweep(now: now)
             if let wanted = connection.sweepInterval { interval = min(interval, wanted) }
         }
+        instancePool.purge(now: now)
         for (tag, until) in pausedListeners {
             if now >= until, let listener = listeners[tag] {
                 pausedListeners[tag] = nil

@@ -134,31 +134,37 @@ func residentBytes() -> Int {
 final class HTTPTestBackend: Sendable {
     let index: Int
     let channel: any Channel
+    /// Connections accepted so far, and those still open.
     let connections: ManagedAtomic<Int>
+    let openConnections: ManagedAtomic<Int>
     let requests: ManagedAtomic<Int>
     var port: Int { channel.localAddress!.port! }
 
-    private init(index: Int, channel: any Channel, connections: ManagedAtomic<Int>, requests: ManagedAtomic<Int>) {
+    private init(index: Int, channel: any Channel, connections: ManagedAtomic<Int>, openConnections: ManagedAtomic<Int>, requests: ManagedAtomic<Int>) {
         self.index = index
         self.channel = channel
         self.connections = connections
+        self.openConnections = openConnections
         self.requests = requests
     }
 
     static func start(index: Int, group: any EventLoopGroup) async throws -> HTTPTestBackend {
         let connections = ManagedAtomic<Int>(0)
+        let openConnections = ManagedAtomic<Int>(0)
         let requests = ManagedAtomic<Int>(0)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 connections.wrappingIncrement(ordering: .relaxed)
+                openConnections.wrappingIncrement(ordering: .relaxed)
+                channel.closeFuture.whenComplete { _ in openConnections.wrappingDecrement(ordering: .relaxed) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPTestUpgradeSniffer(index: index, requests: requests))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return HTTPTestBackend(index: index, channel: channel, connections: connections, requests: requests)
+        return HTTPTestBackend(index: index, channel: channel, connections: connections, openConnections: openConnections, requests: requests)
     }
 }
 

@@ -375,6 +375,39 @@ import Testing
         }
     }
 
+    @Test func aBurstsIdleInstanceConnectionsArePurgedByHalves() async throws {
+        try await withHTTPProxy(servers: 1) { harness in
+            // Eight requests in flight at once (each waits for its one-byte body): eight
+            // connections to the instance, all idle in the pool once answered.
+            var clients: [HTTPRawClient] = []
+            for _ in 0..<8 {
+                let client = try await harness.rawClient()
+                try await client.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n")
+                clients.append(client)
+            }
+            try await TCPTest.eventually { harness.servers[0].openConnections.load(ordering: .relaxed) == 8 }
+            for client in clients {
+                try await client.send("x")
+                _ = try await client.wait { text, _ in text.hasSuffix("\r\n\r\n1") }
+            }
+            // idle_timeout is 60 s; the purge closes half of those idle 5 s, every 5 s.
+            let clock = ContinuousClock()
+            let end = clock.now + .seconds(15)
+            var open = 8
+            while open > 4, clock.now < end {
+                try await Task.sleep(for: .milliseconds(50))
+                open = harness.servers[0].openConnections.load(ordering: .relaxed)
+            }
+            #expect(open <= 4 && open >= 2, "\(open) of 8 idle instance connections open")
+            // What is left is still reused.
+            let before = harness.servers[0].connections.load(ordering: .relaxed)
+            try await clients[0].send("GET /id HTTP/1.1\r\nHost: t\r\n\r\n")
+            _ = try await clients[0].wait { text, _ in text.hasSuffix("backend-0") }
+            #expect(harness.servers[0].connections.load(ordering: .relaxed) == before)
+            for client in clients { await client.close() }
+        }
+    }
+
     @Test func pipelinedRequestsToOneInstanceReuseItsConnection() async throws {
         try await withHTTPProxy(servers: 1) { harness in
             let client = try await harness.rawClient()
