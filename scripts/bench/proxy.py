@@ -12,6 +12,11 @@ rounds, and this prints the median req/s, p50 and p99 per target and the ratios:
   muster-http-watched   (--viewers) muster-http again, with the dashboard open in headless
                 Chromium and `musterctl top` open in tmux while wrk runs: what watching costs
 
+With --many N (scripts/bench/many_connections.py): Muster and HAProxy, http and tcp, each hold N
+idle keep-alive connections in a fresh process (memory per connection), then take N busy ones
+from several wrk processes, all out and paced at --many-rate requests a second. N is cut to what
+the host's descriptor limit allows (2 descriptors a tcp connection), and said so.
+
 The backends are nginx (`return 200 "ok\\n"`, access_log off, worker_processes 1), started by
 musterd as the instances of two services. Each instance picks its generated config by port
 (`nginx-{port}.conf`): ports come from `instance_ports`, so every port in that range has a config
@@ -30,12 +35,14 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import sys
 import time
 import uuid
 
+import many_connections
 from benchlib import (BenchError, Interrupted, Process, Resources, file_tail, log, median, port_free,
                       raise_interrupted_on_signals, run_quiet, wait_until)
 
@@ -64,11 +71,15 @@ def http_ok(port, timeout=1.0):
 # --- configs ---------------------------------------------------------------------------------
 
 def nginx_backend_conf(tmp, port):
+    # Room for the many-connections run: in tcp mode each of the 4 backends gets a quarter of them
+    # (nginx is bounded by the descriptor limit it inherits, whichever is lower), and a backlog
+    # as deep as the proxies' own (somaxconn): nginx's default of 511 overflows when thousands of
+    # connections open at once, and the dropped SYNs come back a second later as latency.
     return f"""worker_processes 1;
 daemon off;
 pid {tmp}/nginx-{port}.pid;
 error_log {tmp}/nginx-{port}.error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 16384; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/body-{port};
@@ -78,7 +89,7 @@ http {{
     scgi_temp_path {tmp}/scgi-{port};
     keepalive_requests 1000000;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} backlog=4096;
         location / {{ return 200 "ok\\n"; }}
     }}
 }}
@@ -117,12 +128,22 @@ http {{
 """
 
 
+def haproxy_maxconn():
+    """Room for the many-connections run within the descriptor limit HAProxy inherits: it needs
+    two a connection (client and server side) and refuses to start when maxconn asks for more
+    than it can raise its limit to."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 50000 if hard == resource.RLIM_INFINITY else max(1000, min(50000, (hard - 500) // 2))
+
+
 def haproxy_conf(http_port, tcp_port, backends):
     servers = "\n".join(f"    server b{i} 127.0.0.1:{p}" for i, p in enumerate(backends))
+    maxconn = haproxy_maxconn()
     return f"""global
-    maxconn 8000
+    maxconn {maxconn}
 
 defaults
+    maxconn {maxconn}
     timeout connect 5s
     timeout client 60s
     timeout server 60s
@@ -153,7 +174,10 @@ backend tcp_out
 # --- Muster ----------------------------------------------------------------------------------
 
 class Muster:
-    def __init__(self, res, bin_dir, tmp, instance_ports, http_port, tcp_port, dashboard_port):
+    """musterd with a service of 4 nginx instances behind an http proxy on http_port and one behind
+    a tcp proxy on tcp_port (either left out when its port is None)."""
+
+    def __init__(self, res, bin_dir, tmp, instance_ports, http_port, tcp_port, dashboard_port=None):
         self.res = res
         self.dashboard_port = dashboard_port
         self.musterd = os.path.join(bin_dir, "musterd")
@@ -174,10 +198,11 @@ state_dir      = "{tmp}/state"
 log_dir        = "{tmp}/log"
 cgroup_root    = "{root}"
 instance_ports = "{instance_ports[0]}-{instance_ports[-1]}"
-dashboard_listen = "127.0.0.1:{dashboard_port}"
-""")
+""" + (f'dashboard_listen = "127.0.0.1:{dashboard_port}"\n' if dashboard_port else ""))
         command = [NGINX, "-p", f"{tmp}/", "-c", f"{tmp}/nginx-{{port}}.conf"]
         for name, protocol, port in (("bench-http", "http", http_port), ("bench-tcp", "tcp", tcp_port)):
+            if port is None:
+                continue
             with open(os.path.join(tmp, "services.d", f"{name}.toml"), "w") as f:
                 f.write(f"""command = {json.dumps(command)}
 instances = 4
@@ -191,6 +216,7 @@ check = "tcp"
 [proxy]
 listen = ["127.0.0.1:{port}"]
 protocol = "{protocol}"
+max_connections = 50000
 """)
 
     def start(self):
@@ -226,6 +252,63 @@ protocol = "{protocol}"
 
     def log_tail(self, lines=20):
         return file_tail(os.path.join(self.tmp, "musterd.log"), lines)
+
+
+def write_backend_confs(tmp, instance_ports):
+    for port in instance_ports:
+        with open(os.path.join(tmp, f"nginx-{port}.conf"), "w") as f:
+            f.write(nginx_backend_conf(tmp, port))
+
+
+def keep_logs(folders, results_dir):
+    os.makedirs(results_dir, exist_ok=True)
+    for folder in folders:
+        prefix = "" if folder == folders[0] else os.path.basename(folder).split(".")[0] + "-"
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            per_port_conf = name.startswith("nginx-") and name[6:7].isdigit() and name.endswith(".conf")
+            if name.endswith((".log", ".cfg", ".conf")) and not per_port_conf and os.path.getsize(path) > 0:
+                shutil.copy(path, os.path.join(results_dir, prefix + name))
+
+
+def fresh_proxies(res, args, backends):
+    """For the many-connections run's memory figure: name -> a function that starts that proxy
+    afresh (a musterd of its own with only that service, or an HAProxy of its own over the main
+    run's backends) and returns (port, process). A fresh process per target, because memory one
+    target freed in a shared process would be reused by the next and hide its cost."""
+    base = args.base_port + 200
+
+    def muster(mode):
+        def start():
+            tmp = res.temp_dir(f"fresh-muster-{mode}")
+            os.chmod(tmp, 0o755)
+            instance_ports = list(range(base + 100, base + 164))
+            write_backend_confs(tmp, instance_ports)
+            port = base + (0 if mode == "http" else 1)
+            m = Muster(res, args.bin_dir, tmp, instance_ports, port if mode == "http" else None,
+                       port if mode == "tcp" else None)
+            process = m.start()
+            wait_until(lambda: len(m.ready_ports(f"bench-{mode}")) == 4, 60, f"a fresh musterd's 4 {mode} instances", step=0.1)
+            wait_until(lambda: all(http_ok(p) for p in m.ready_ports(f"bench-{mode}")) and http_ok(port), 20,
+                       f"a fresh musterd's {mode} proxy answering", step=0.1)
+            return port, process
+        return start
+
+    def haproxy(mode):
+        def start():
+            tmp = res.temp_dir(f"fresh-haproxy-{mode}")
+            http_port, tcp_port = base + 2, base + 3
+            with open(os.path.join(tmp, "haproxy.cfg"), "w") as f:
+                f.write(haproxy_conf(http_port, tcp_port, backends))
+            process = res.start(Process(f"haproxy-{mode}", [HAPROXY, "-db", "-f", os.path.join(tmp, "haproxy.cfg")],
+                                        os.path.join(tmp, "haproxy.log")))
+            port = http_port if mode == "http" else tcp_port
+            wait_until(lambda: http_ok(port), 20, f"a fresh HAProxy's {mode} frontend answering", step=0.1)
+            return port, process
+        return start
+
+    return {"muster-http": muster("http"), "haproxy-http": haproxy("http"),
+            "muster-tcp": muster("tcp"), "haproxy-tcp": haproxy("tcp")}
 
 
 # --- wrk -------------------------------------------------------------------------------------
@@ -348,7 +431,7 @@ def report(results, order):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", help="folder with release musterd and musterctl")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all targets (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all targets (default 3; 0: only --many)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
     parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
@@ -359,6 +442,14 @@ def main():
     parser.add_argument("--peers-only", action="store_true", help="no musterd: start the 4 backends directly")
     parser.add_argument("--viewers", action="store_true",
                         help="also measure muster-http with the dashboard (headless Chromium) and musterctl top open")
+    parser.add_argument("--many", type=int, default=0, metavar="N",
+                        help="also the many-connections run: N idle keep-alive connections held (memory per "
+                             "connection), then N busy at once from several wrk processes; muster and HAProxy, http and tcp")
+    parser.add_argument("--many-loaders", type=int, default=4, help="wrk processes in the many-connections run (default 4)")
+    parser.add_argument("--many-duration", type=int, default=15, help="seconds of each many-connections load (default 15)")
+    parser.add_argument("--many-rounds", type=int, default=2, help="interleaved rounds of the many-connections run (default 2)")
+    parser.add_argument("--many-rate", type=int, default=5000,
+                        help="requests a second the paced load offers in all (default 5000: below both proxies' capacity here)")
     parser.add_argument("--results-dir", help="keep results.json, summary.txt and the logs there")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -367,6 +458,11 @@ def main():
         sys.exit("scripts/bench/proxy: --bin-dir is required unless --peers-only")
 
     raise_interrupted_on_signals()
+    many_note = None
+    if args.many:
+        args.many, many_note = many_connections.fit_descriptor_limit(args.many, args.many_loaders)
+        if many_note:
+            log(f"scripts/bench/proxy: {many_note}")
 
     order = [t.strip() for t in args.targets.split(",") if t.strip()]
     if args.viewers and "muster-http" in order and "muster-http-watched" not in order:
@@ -382,9 +478,7 @@ def main():
             raise BenchError(f"ports in use: {busy} (pick another --base-port)")
         tmp = res.temp_dir("run")
         os.chmod(tmp, 0o755)
-        for port in instance_ports:
-            with open(os.path.join(tmp, f"nginx-{port}.conf"), "w") as f:
-                f.write(nginx_backend_conf(tmp, port))
+        write_backend_confs(tmp, instance_ports)
 
         muster = None
         muster_note = None
@@ -436,8 +530,9 @@ def main():
         proxies["nginx-proxy"] = (nginx_port, nginx)
         proxies["direct"] = (backends[0], None)
 
-        log(f"backends (nginx) on {backends}; {args.rounds} round(s) of {args.duration} s per target; "
-            f"wrk -t{args.threads} -c{args.connections}")
+        if args.rounds:
+            log(f"backends (nginx) on {backends}; {args.rounds} round(s) of {args.duration} s per target; "
+                f"wrk -t{args.threads} -c{args.connections}")
         results = {name: [] for name in order}
         for round_number in range(1, args.rounds + 1):
             for name in order:
@@ -459,7 +554,22 @@ def main():
                 results[name].append(r)
                 log(f"round {round_number} {name:<21} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
                     f"p99 {r['p99_ms']:.3f} ms" + (f"  cpu {r['cpu_percent']:.0f}%" if "cpu_percent" in r else ""))
-        text, med, ratios = report(results, order)
+        text, med, ratios = report(results, order) if args.rounds else ("", {}, {})
+        many = None
+        if args.many:
+            many_targets = {name: proxies[name] for name in ("muster-http", "haproxy-http", "muster-tcp", "haproxy-tcp")
+                            if name in proxies}
+            fresh = {name: start for name, start in fresh_proxies(res, args, backends).items() if name in many_targets}
+            log(f"many connections: {args.many}, {args.many_rounds} round(s), {args.many_loaders} wrk processes, "
+                f"{args.many_duration} s of load per target")
+            many_runs = many_connections.run(res, tmp, many_targets, fresh, args.many, args.many_loaders, args.many_duration,
+                                             args.many_rounds, parse_wrk, args.many_rate)
+            many_text, many_med, many_ratios = many_connections.report(many_runs, args.many, args.many_loaders, args.many_rate)
+            if many_note:
+                many_text += f"\nnote: {many_note}"
+            text = (text + "\n\n" if text else "") + many_text
+            many = {"connections": args.many, "note": many_note, "loaders": args.many_loaders, "rate": args.many_rate, "duration": args.many_duration,
+                    "runs": many_runs, "medians": many_med, "ratios": many_ratios}
         if muster is not None:
             # wrk has closed every connection: the proxy's in-flight counts must be back to 0.
             deadline = time.monotonic() + 5
@@ -475,12 +585,9 @@ def main():
             os.makedirs(args.results_dir, exist_ok=True)
             with open(os.path.join(args.results_dir, "results.json"), "w") as f:
                 json.dump({"runs": results, "medians": med, "ratios": ratios, "rounds": args.rounds,
-                           "duration": args.duration, "connections": args.connections}, f, indent=2)
+                           "duration": args.duration, "connections": args.connections, "many": many}, f, indent=2)
             with open(os.path.join(args.results_dir, "summary.txt"), "w") as f:
                 f.write(text + "\n")
-            for name in os.listdir(tmp):
-                if name.endswith(".log") or name.endswith(".cfg") or name.endswith(".conf"):
-                    shutil.copy(os.path.join(tmp, name), args.results_dir)
         return 0
     except Interrupted as why:
         log(f"scripts/bench/proxy: interrupted ({why}); cleaning up")
@@ -489,6 +596,10 @@ def main():
         log(f"scripts/bench/proxy: {error}")
         return 1
     finally:
+        if args.results_dir:
+            # The logs and configs, also of a failed run (that is when they are needed); the
+            # processes have stopped first, so the logs are whole.
+            res.before_temp_dirs = lambda: keep_logs(res.temp_dirs, args.results_dir)
         res.cleanup()
 
 
