@@ -75,11 +75,14 @@ def nginx_backend_conf(tmp, port):
     # (nginx is bounded by the descriptor limit it inherits, whichever is lower), and a backlog
     # as deep as the proxies' own (somaxconn): nginx's default of 511 overflows when thousands of
     # connections open at once, and the dropped SYNs come back a second later as latency.
+    # multi_accept: a proxy opens a connection per request in flight, thousands at once when a
+    # load starts, and nginx's default of one accept per turn of its loop left the last of them
+    # waiting seconds in the accept queue while the loop served the connections it had.
     return f"""worker_processes 1;
 daemon off;
 pid {tmp}/nginx-{port}.pid;
 error_log {tmp}/nginx-{port}.error.log warn;
-events {{ worker_connections 16384; }}
+events {{ worker_connections 16384; multi_accept on; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/body-{port};
