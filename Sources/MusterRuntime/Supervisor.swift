@@ -277,12 +277,15 @@ public actor Supervisor {
             return
         }
         let now = ContinuousClock.now
-        refreshDependencyVerdicts()
-        // Once more while a dependency's verdict changes (bounded by the chain's length), so a
-        // service whose requirement just became ready starts in this same turn.
-        for _ in 0...services.count {
-            planServices(now: now)
-            guard refreshDependencyVerdicts() else { break }
+        // The pass's events reach events.log with one write at its end, not one each.
+        deps.journal.holdingWrites {
+            refreshDependencyVerdicts()
+            // Once more while a dependency's verdict changes (bounded by the chain's length), so a
+            // service whose requirement just became ready starts in this same turn.
+            for _ in 0...services.count {
+                planServices(now: now)
+                guard refreshDependencyVerdicts() else { break }
+            }
         }
         scheduleWake()
         resumeSatisfiedWaiters()
