@@ -73,7 +73,11 @@ final class ProxyListener: Sendable {
             context.counters.acceptedConnections.wrappingIncrement(ordering: .relaxed)
         }
         // A tcp connection over the limit is only closed: no need to move it.
-        let target = rejected && settings.mode == .tcp ? worker : TCPRelay.shared.leastLoaded(preferring: worker)
+        let closesAtOnce = rejected && settings.mode == .tcp
+        let target = closesAtOnce ? worker : TCPRelay.shared.leastLoaded(preferring: worker)
+        // Counted here, before the hand-over: counted when the other worker drains its mailbox,
+        // a batch of accepts saw its count stale and sent it every connection of the batch.
+        if !closesAtOnce { target.clientCount.wrappingIncrement(ordering: .relaxed) }
         if target === worker {
             worker.serve(client: fd, listener: self, settings: settings, reject: rejected)
         } else {

@@ -302,8 +302,9 @@ final class RelayWorker: @unchecked Sendable {
         return task
     }
 
-    /// Takes over an accepted client socket (already counted against `max_connections`);
-    /// `reject`: over that limit.
+    /// Takes over an accepted client socket (already counted against `max_connections` and in
+    /// this worker's `clientCount`, unless a tcp one that is closed at once); `reject`: over that
+    /// limit.
     func serve(client fd: Int32, listener: ProxyListener, settings: ProxySettings, reject: Bool) {
         let proxy = listener.context
         switch settings.mode {
@@ -311,12 +312,10 @@ final class RelayWorker: @unchecked Sendable {
             Glibc.close(fd)
             proxy.counters.openConnections.wrappingDecrement(ordering: .relaxed)
         case .tcp:
-            clientCount.wrappingIncrement(ordering: .relaxed)
             occupy { slot, serial in
                 RelayConnection(worker: self, slot: slot, serial: serial, client: fd, proxy: proxy, settings: settings)
             }.start()
         case .http:
-            clientCount.wrappingIncrement(ordering: .relaxed)
             occupy { slot, serial in
                 HTTPRelayConnection(worker: self, slot: slot, serial: serial, client: fd, proxy: proxy, settings: settings)
             }.start(reject: reject)
