@@ -138,12 +138,26 @@ def measure_reloads(muster):
                   "running": statistics.median(c["running"] for c in changed), "runs": changed}
 
 
+def rss_split_kib(pid):
+    """VmRSS in its parts (proc(5)): anonymous memory (the heap, what grows with the work) and
+    file-backed pages (the binary's and libraries' code and data mapped from the page cache,
+    shared with any other process mapping them)."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                parts[key] = int(line.split()[1])
+    return parts
+
+
 def measure(res, target):
     log(f"== {target.name}, {target.instances} instances")
     daemon, figures = spawn.launch_until_running(res, target)
     log(f"   all {target.instances} running after {figures['all_running'] * 1000:.0f} ms (the daemon's log)")
     time.sleep(2.0)   # let start-up work (log writes, cleanup tasks) settle
     result = {"all_running": figures["all_running"], "launch": figures, "rss_kib": spawn.vm_rss_kib(daemon.pid),
+              "rss_split_kib": rss_split_kib(daemon.pid),
               "threads": spawn.thread_count(daemon.pid), "fds": len(os.listdir(f"/proc/{daemon.pid}/fd"))}
     log(f"   status: hyperfine on `{target.status_command()}`")
     result["status"] = spawn.hyperfine(f"{target.name}-{target.instances}", target.status_command(), target.tmp,
@@ -192,6 +206,10 @@ def report(rows):
         lines.append(f"  {text}: {'MET' if met[key] else 'MISSED'}")
     lines.append(f"goals met: {sum(met.values())} of {len(met)}")
     for n, m, s in rows:
+        ma, sa = m["rss_split_kib"], s["rss_split_kib"]
+        lines.append(f"N={n}: RSS = anonymous + file-backed: musterd {ma['RssAnon'] / 1024:.1f} + {ma['RssFile'] / 1024:.1f} MiB, "
+                     f"supervisord {sa['RssAnon'] / 1024:.1f} + {sa['RssFile'] / 1024:.1f} MiB "
+                     f"(anonymous {ma['RssAnon'] / sa['RssAnon']:.2f}x)")
         lines.append(f"N={n}: musterd {m['threads']} threads, {m['fds']} descriptors, RSS {m['rss_kib_after_idle'] / 1024:.1f} MiB "
                      f"after idle; supervisord {s['fds']} descriptors; muster status mean {ms(m['status']['mean'])} "
                      f"+- {ms(m['status']['stddev'])}; reload no-op min {ms(m['reload_noop']['min'])}")
