@@ -36,7 +36,7 @@ public struct TopRow: Equatable, Sendable {
 public enum TopRows {
     /// Title and width of each column; NAME takes what the others leave.
     public static let columns: [(title: String, width: Int)] = [
-        ("NAME", 0), ("STATE", 8), ("READY", 5), ("LOAD/TGT", 10), ("REQ/S", 6), ("P50", 5), ("P99", 5),
+        ("NAME", 0), ("STATE", 8), ("READY", 7), ("LOAD/TGT", 10), ("REQ/S", 6), ("P50", 5), ("P99", 5),
         ("CONN", 4), ("CPU", 5), ("MEM", 5), ("RST", 3),
     ]
 
@@ -83,10 +83,12 @@ public enum TopRows {
         ], tone: tone)
     }
 
-    /// An instance's row: PID where the load is, uptime across P50 and P99, health where READY is.
+    /// An instance's row: PID where the load is, uptime across P50 and P99, health where READY is
+    /// ("ejected" while the proxy's outlier detection keeps it out of the rotation, as `status` says).
     static func instanceRow(_ service: String, _ instance: InstanceStatus) -> TopRow {
-        let tone: TopTone = instance.state == "fatal" || instance.state == "backoff" ? .bad : (instance.ready ? .normal : .warn)
-        let ready = instance.ready ? "yes" : (instance.health ?? "no")
+        let ejected = instance.ejectedUntil != nil
+        let tone: TopTone = instance.state == "fatal" || instance.state == "backoff" ? .bad : (instance.ready && !ejected ? .normal : .warn)
+        let ready = ejected ? "ejected" : instance.ready ? "yes" : (instance.health ?? "no")
         return TopRow(subject: .instance(service: service, id: instance.id), cells: [
             "    " + instance.id, instance.state, ready, instance.pid.map { "pid \($0)" } ?? "-", instance.rps.map(number) ?? "-",
             instance.uptimeSeconds.map { "up " + uptime($0) } ?? "-", "",

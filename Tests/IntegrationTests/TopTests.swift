@@ -108,7 +108,8 @@ import Testing
             #expect(events, "\(pane.screen())")
 
             pane.send("q")
-            let restored = await eventually(10) { pane.screen().contains("top exited 0") }
+            // Until stty's line is out too (it prints "icanon echo" or "-icanon -echo"), not only top's exit.
+            let restored = await eventually(10) { pane.screen().contains("top exited 0") && pane.screen().contains("icanon") }
             pane.save("after-q")
             let after = pane.screen()
             #expect(restored, "\(after)")
@@ -126,7 +127,8 @@ import Testing
             #expect(drawn, "\(pane.screen())")
             let pid = try #require(pane.topPid(), "no musterctl top in the pane")
             kill(pid, SIGTERM)
-            let restored = await eventually(10) { pane.screen().contains("top exited 143") }
+            // Until stty's line is out too (it prints "icanon echo" or "-icanon -echo"), not only top's exit.
+            let restored = await eventually(10) { pane.screen().contains("top exited 143") && pane.screen().contains("icanon") }
             pane.save("after-sigterm")
             let after = pane.screen()
             #expect(restored, "\(after)")

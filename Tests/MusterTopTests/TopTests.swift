@@ -70,6 +70,18 @@ import Testing
         #expect(update.hasPrefix("\u{1B}[1;1H") && update.split(separator: ";1H", omittingEmptySubsequences: false).count == 2, "\(update)")
     }
 
+    @Test func anEjectedInstanceSaysSoWhereReadyIs() {
+        var snapshot = Self.snapshot()
+        snapshot.status.services[0].instances[1].ejectedUntil = 1_000
+        let rows = TopRows.rows(snapshot, expanded: ["web"], filter: "")
+        let cells = rows.filter { $0.subject == .instance(service: "web", id: "web:1") }.map { $0.cells[2] }
+        #expect(cells == ["ejected"])
+        let other = rows.filter { $0.subject == .instance(service: "web", id: "web:0") }.map { $0.cells[2] }
+        #expect(other == ["yes"])
+        let tones = rows.filter { $0.subject == .instance(service: "web", id: "web:1") }.map(\.tone)
+        #expect(tones == [.warn])
+    }
+
     @Test func figuresAreShort() {
         #expect(TopRows.latency(0.25) == "250ms")
         #expect(TopRows.latency(0.0025) == "2.5ms")

@@ -126,12 +126,15 @@ enum DashboardScript {
         function instanceRow(service, instance) {
           const row = element("tr", { class: "instance", "data-instance": instance.id });
           if (page.chosenInstance === instance.id) row.classList.add("chosen");
-          const health = instance.ready ? "yes" : (instance.health || "no");
+          // "ejected" while the proxy's outlier detection keeps it out of the rotation, as status says.
+          const ejected = instance.ejected_until !== null && instance.ejected_until !== undefined;
+          const health = ejected ? "ejected" : instance.ready ? "yes" : (instance.health || "no");
           const cells = [instance.id, instance.state, health, instance.pid ? "pid " + instance.pid : "-", number(instance.rps),
             "up " + uptime(instance.uptime_seconds), "", instance.connections === null ? "-" : String(instance.connections),
             instance.cpu_percent === null ? "-" : number(instance.cpu_percent) + "%", bytes(instance.memory_bytes), String(instance.restarts), ""];
           for (const text of cells) row.appendChild(element("td", {}, text));
           if (instance.state === "backoff" || instance.state === "fatal") row.classList.add("bad");
+          else if (ejected) row.classList.add("warn");
           row.addEventListener("click", () => chooseInstance(instance.id));
           return row;
         }
