@@ -516,8 +516,8 @@ def cleanup_between(res, target):
 
 def forkcost(res, n, runs=3):
     """The kernel's floor for n spawns the way Muster's shim makes them (forkcost mode d: a
-    vfork-style clone, a fresh cgroup2 leaf each, setsid, execve of sleep), median of `runs`, in
-    seconds; None where it cannot run (no gcc, or no hybrid cgroup2 mount at /sys/fs/cgroup/unified)."""
+    vfork-style clone, a fresh cgroup2 leaf each, setsid, execve of sleep): each of `runs` times
+    in seconds; None where it cannot run (no gcc, or no hybrid cgroup2 mount at /sys/fs/cgroup/unified)."""
     if shutil.which("gcc") is None or not os.path.isdir("/sys/fs/cgroup/unified"):
         return None
     tmp = res.temp_dir("forkcost")
@@ -534,7 +534,7 @@ def forkcost(res, n, runs=3):
             log(f"   forkcost: {r.stdout.strip()} {r.stderr.strip()}")
             return None
         times.append(float(r.stdout.split(" spawns in ")[1].split(" ms")[0]) / 1000)
-    return statistics.median(times)
+    return times
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -626,12 +626,21 @@ def main():
             f"idle window {IDLE_SECONDS:g} s; {START_RUNS} launch(es) each")
         busy0 = machine_busy(2.0) * 100   # in %
         log(f"machine busy before the run: {busy0:.0f}% of all {os.cpu_count()} CPUs")
+        # The floor is taken right before Muster's launches and again after supervisord's, and
+        # the median of both sets is the figure: once, minutes away from Muster's own, it drifted
+        # with whatever else the machine did in between.
+        log(f"== forkcost.c mode d, {INSTANCES} spawns (3 runs before the daemons, 3 after)")
+        before = forkcost(res, INSTANCES)
         m = measure(res, Muster(res, args.bin_dir))
         s = measure(res, Supervisord(res))
-        log(f"== forkcost.c mode d, {INSTANCES} spawns (median of 3)")
-        floor = forkcost(res, INSTANCES)
+        after = forkcost(res, INSTANCES) if before else None
+        floor = statistics.median(before + after) if before and after else None
         text, summary = report(m, s, floor)
+        if floor:
+            text += (f"\nforkcost runs: before {', '.join(f'{t * 1000:.1f}' for t in before)} ms; "
+                     f"after {', '.join(f'{t * 1000:.1f}' for t in after)} ms")
         summary["forkcost_seconds"] = floor
+        summary["forkcost_runs"] = {"before": before, "after": after}
         busy1 = machine_busy(2.0) * 100
         text += f"\nother work on the machine: {busy0:.0f}% of all CPUs busy before the run, {busy1:.0f}% after"
         if max(busy0, busy1) > 10:
