@@ -1,4 +1,5 @@
 import Atomics
+import Glibc
 
 /// The descriptors the proxy leaves to the rest of musterd.
 ///
@@ -36,5 +37,16 @@ public enum DescriptorReserve {
     /// false: `fd` is in the reserve; the proxy must close it.
     static func admits(_ fd: Int32) -> Bool {
         fd < current.load(ordering: .relaxed)
+    }
+
+    /// A non-blocking stream socket of `family` for a connection to an instance, or -1 with
+    /// errno set; one the reserve refuses is closed and reported as EMFILE, the same as running
+    /// out, which callers treat as musterd's trouble rather than the instance's.
+    static func instanceSocket(family: Int32) -> Int32 {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0, !admits(fd) else { return fd }
+        Glibc.close(fd)
+        errno = EMFILE
+        return -1
     }
 }

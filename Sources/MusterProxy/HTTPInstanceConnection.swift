@@ -57,14 +57,11 @@ final class HTTPInstanceConnection: RelayTask {
     func connect(timeout: TimeAmount) {
         connectDeadline = worker.now + timeout.nanoseconds
         let address = backend.address
-        fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        fd = DescriptorReserve.instanceSocket(family: Int32(address.protocol.rawValue))
         guard fd >= 0 else {
+            // EMFILE (out of descriptors, or in the reserve): the owner answers 503 without
+            // blaming the instance.
             connectFailed(errno)
-            return
-        }
-        guard DescriptorReserve.admits(fd) else {
-            // Told as EMFILE: the owner answers 503 without blaming the instance.
-            connectFailed(EMFILE)
             return
         }
         var on: Int32 = 1

@@ -171,10 +171,9 @@ final class RelayConnection: RelayTask {
         backend = next
         connectStarted = .now()
         connectDeadline = worker.now + settings.connectTimeout.nanoseconds
-        let fd = socket(Int32(next.address.protocol.rawValue), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0, DescriptorReserve.admits(fd) else {
-            let code = fd >= 0 ? EMFILE : errno
-            if fd >= 0 { Glibc.close(fd) }
+        let fd = DescriptorReserve.instanceSocket(family: Int32(next.address.protocol.rawValue))
+        guard fd >= 0 else {
+            let code = errno
             if code == EMFILE || code == ENFILE { outOfDescriptors() } else { connectFailed(errno: code) }
             return
         }
