@@ -540,14 +540,11 @@ instance_ports = "{instance_ports[0]}-{instance_ports[1]}"
 
 
 def rss_kb(pid):
+    """VmRSS, or None once the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+        return benchlib.status_kib(pid).get("VmRSS")
     except OSError:
         return None
-    return None
 
 
 def fd_count(pid):

@@ -44,6 +44,26 @@ def ignore_signals():
         signal.signal(sig, signal.SIG_IGN)
 
 
+def status_kib(pid):
+    """The kB figures of /proc/PID/status by name (VmRSS, VmHWM, RssAnon, RssFile, ...)."""
+    figures = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            parts = rest.split()
+            if len(parts) == 2 and parts[1] == "kB":
+                figures[name] = int(parts[0])
+    return figures
+
+
+def memory_kib(pid, field):
+    """One kB figure of /proc/PID/status, such as VmRSS."""
+    value = status_kib(pid).get(field)
+    if value is None:
+        raise BenchError(f"no {field} for pid {pid}")
+    return value
+
+
 def proc_stat(pid):
     """Fields of /proc/PID/stat after the command name, numbered as in proc(5) from 3 (state)."""
     try:

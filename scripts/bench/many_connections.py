@@ -28,7 +28,7 @@ import socket
 import statistics
 import time
 
-from benchlib import BenchError, Process, log
+from benchlib import BenchError, Process, log, memory_kib
 
 IP_BIND_ADDRESS_NO_PORT = 24   # linux/in.h: the port is chosen at connect, per destination
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -57,14 +57,6 @@ def fit_descriptor_limit(asked, loaders):
     return fits, (f"{asked} connections asked, {fits} run: the hard descriptor limit here is {hard} and cannot be raised "
                   f"(no CAP_SYS_RESOURCE); a tcp proxy holds 2 descriptors a connection, and Muster's keeps "
                   f"{max(256, hard // 16)} for the rest of musterd")
-
-
-def memory_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise BenchError(f"no {field} for pid {pid}")
 
 
 def reset_peak_rss(pid):

@@ -28,7 +28,7 @@ import sys
 import time
 
 import spawn
-from benchlib import (BenchError, Interrupted, Resources, log, machine_busy, raise_interrupted_on_signals,
+from benchlib import (BenchError, Interrupted, Resources, log, machine_busy, memory_kib, raise_interrupted_on_signals, status_kib,
                       run_quiet)
 
 PER_SERVICE = 10
@@ -142,13 +142,8 @@ def rss_split_kib(pid):
     """VmRSS in its parts (proc(5)): anonymous memory (the heap, what grows with the work) and
     file-backed pages (the binary's and libraries' code and data mapped from the page cache,
     shared with any other process mapping them)."""
-    parts = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key = line.split(":")[0]
-            if key in ("RssAnon", "RssFile", "RssShmem"):
-                parts[key] = int(line.split()[1])
-    return parts
+    figures = status_kib(pid)
+    return {key: figures[key] for key in ("RssAnon", "RssFile", "RssShmem") if key in figures}
 
 
 def measure(res, target):
@@ -156,7 +151,7 @@ def measure(res, target):
     daemon, figures = spawn.launch_until_running(res, target)
     log(f"   all {target.instances} running after {figures['all_running'] * 1000:.0f} ms (the daemon's log)")
     time.sleep(2.0)   # let start-up work (log writes, cleanup tasks) settle
-    result = {"all_running": figures["all_running"], "launch": figures, "rss_kib": spawn.vm_rss_kib(daemon.pid),
+    result = {"all_running": figures["all_running"], "launch": figures, "rss_kib": memory_kib(daemon.pid, "VmRSS"),
               "rss_split_kib": rss_split_kib(daemon.pid),
               "threads": spawn.thread_count(daemon.pid), "fds": len(os.listdir(f"/proc/{daemon.pid}/fd"))}
     log(f"   status: hyperfine on `{target.status_command()}`")
@@ -165,7 +160,7 @@ def measure(res, target):
     time.sleep(2.0)
     log(f"   idle CPU over {IDLE_SECONDS:g} s")
     result["idle"] = spawn.idle_cpu(daemon, IDLE_SECONDS)
-    result["rss_kib_after_idle"] = spawn.vm_rss_kib(daemon.pid)
+    result["rss_kib_after_idle"] = memory_kib(daemon.pid, "VmRSS")
     if isinstance(target, Muster):
         result["reload_noop"], result["reload_one"] = measure_reloads(target)
     log("   stop all")

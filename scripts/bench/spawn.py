@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 
-from benchlib import (BenchError, Interrupted, Resources, kill_if_same, log, machine_busy, proc_stat,
+from benchlib import (BenchError, Interrupted, Resources, kill_if_same, log, machine_busy, memory_kib, proc_stat,
                       raise_interrupted_on_signals, remove_cgroup_root, run_quiet)
 
 INSTANCES = int(os.environ.get("INSTANCES", "200"))
@@ -63,14 +63,6 @@ def threads_runtime_ns(pid):
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             pass
     return total
-
-
-def vm_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
 
 
 def thread_count(pid):
@@ -482,7 +474,7 @@ def measure(res, target):
     time.sleep(1.0)   # let start-up work (log writes, cleanup tasks) settle
     result = {"launches": launches,
               "all_running": statistics.median(l["all_running"] for l in launches),
-              "rss_kib_after_start": vm_rss_kib(daemon.pid),
+              "rss_kib_after_start": memory_kib(daemon.pid, "VmRSS"),
               "threads": thread_count(daemon.pid),
               "children": len(daemon.children)}
     log(f"   status latency: hyperfine on `{target.status_command()}`")
@@ -490,11 +482,11 @@ def measure(res, target):
     log(f"   CLI start alone: hyperfine on `{target.cli_start_command()}`")
     result["cli_start"] = hyperfine(target.name + "-cli", target.cli_start_command(), target.tmp)
     result["cli_bytes"] = os.path.getsize(target.cli_binary())
-    result["rss_kib"] = vm_rss_kib(daemon.pid)
+    result["rss_kib"] = memory_kib(daemon.pid, "VmRSS")
     time.sleep(2.0)
     log(f"   idle CPU over {IDLE_SECONDS:g} s")
     result["idle"] = idle_cpu(daemon, IDLE_SECONDS)
-    result["rss_kib_after_idle"] = vm_rss_kib(daemon.pid)
+    result["rss_kib_after_idle"] = memory_kib(daemon.pid, "VmRSS")
     stop_daemon(res, target, daemon)
     cleanup_between(res, target)
     return result
