@@ -37,7 +37,7 @@ public enum ManifestDecoder {
             } else {
                 spec.command = command
             }
-        } else if top.value("command") == nil {
+        } else if top.value("command") == nil && !containerHasImage(&top) {
             top.fail("command", nil, "is required: the program and its arguments (try command = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"{port}\"])")
         }
         if let directory = top.string("directory", example: "\"/srv/web\"") {
@@ -105,6 +105,12 @@ public enum ManifestDecoder {
         }
         section("isolation") { reader in decodeIsolation(&reader, into: &spec.isolation) }
         section("deploy") { reader in decodeDeploy(&reader, into: &spec.deploy) }
+        section("container") { reader in spec.container = decodeContainer(&reader, spec: &spec, sourcePath: sourcePath) }
+        if var container = spec.container {
+            container.overrides.directory = top.value("directory") != nil
+            container.overrides.user = top.value("user") != nil
+            spec.container = container
+        }
         section("export") { reader in
             if let image = reader.string("image", example: "\"registry.example/web:1.4\"") {
                 if image.isEmpty || image.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) {

@@ -25,6 +25,12 @@ public enum RevisionDiff {
         note(before.health != after.health, "[health]")
         note(before.autoscale != after.autoscale, "[autoscale]")
         note(before.isolation != after.isolation, "[isolation]")
+        let digests = (before.container?.image?.manifestDigest, after.container?.image?.manifestDigest)
+        var containers = (before.container, after.container)
+        containers.0?.image = nil
+        containers.1?.image = nil
+        note(containers.0 != containers.1, "[container]")
+        note(digests.0 != nil && digests.1 != nil && digests.0 != digests.1, "image \(digests.0 ?? "") → \(digests.1 ?? "")")
         note(before.exportImage != after.exportImage, "[export] image")
         note(before.requires != after.requires, "requires")
         note(before.wants != after.wants, "wants")

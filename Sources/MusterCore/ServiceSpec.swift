@@ -22,6 +22,9 @@ public struct ServiceSpec: Sendable, Equatable, Codable {
     /// `[export] image`: the container image `musterctl export kubernetes` names; musterd itself
     /// never reads it.
     public var exportImage: String?
+    /// `[container]`: the instances run as containers of this image or root folder; nil: as host
+    /// processes.
+    public var container: ContainerSpec?
     /// `[isolation]`: namespaces, mounts, capabilities and rlimits the shim applies before exec.
     public var isolation = IsolationSpec()
     /// `requires`: services that must be ready before this one starts; this one stops before
@@ -77,7 +80,7 @@ public struct ServiceSpec: Sendable, Equatable, Codable {
             && inheritEnvironment == other.inheritEnvironment && instances == other.instances
             && restart == other.restart && stop == other.stop && resources == other.resources && logs == other.logs
             && proxy == other.proxy && health == other.health && autoscale == other.autoscale && exportImage == other.exportImage
-            && isolation == other.isolation && requires == other.requires && wants == other.wants
+            && isolation == other.isolation && container == other.container && requires == other.requires && wants == other.wants
             && envFiles == other.envFiles && envFileEnvironment == other.envFileEnvironment && deploy == other.deploy
             && peerAddresses == other.peerAddresses
     }
@@ -91,6 +94,7 @@ public struct ServiceSpec: Sendable, Equatable, Codable {
         copy.health = health
         copy.autoscale = autoscale
         copy.exportImage = exportImage
+        if copy.container != nil { copy.container?.imageRef = container?.imageRef }
         copy.deploy = deploy
         return copy != self
     }

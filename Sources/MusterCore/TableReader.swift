@@ -22,6 +22,9 @@ struct TableReader {
         issues.append(ManifestIssue(file: file, table: table, key: key, value: value?.rendered, message: message))
     }
 
+    /// Issues a nested reader found, as this table's.
+    mutating func absorb(_ more: [ManifestIssue]) { issues += more }
+
     mutating func string(_ key: String, example: String) -> String? {
         guard let node = value(key) else { return nil }
         guard case .string(let text) = node else {
