@@ -4,6 +4,7 @@
 // in the child. Everything below the clone uses raw system calls and stack memory only.
 #define _GNU_SOURCE
 #include "CMusterShims.h"
+#include "container.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -193,8 +194,11 @@ static int make_inaccessible(const char *path) {
 // hiding wins over everything else.
 static int set_up_mounts(const muster_spawn_request *q, int *step, int *index) {
     *index = 0;
-    if (syscall(SYS_unshare, CLONE_NEWNS) < 0) { *step = MUSTER_STEP_MOUNT_NAMESPACE; return -1; }
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) { *step = MUSTER_STEP_MOUNT_PRIVATE; return -1; }
+    // A container has its mount namespace already, and these paths are the container's.
+    if (!q->container_root) {
+        if (syscall(SYS_unshare, CLONE_NEWNS) < 0) { *step = MUSTER_STEP_MOUNT_NAMESPACE; return -1; }
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) { *step = MUSTER_STEP_MOUNT_PRIVATE; return -1; }
+    }
 
     // Writable paths are copied (open_tree, Linux 5.2) before anything turns read-only, and put
     // back on top afterwards: each comes back exactly as the host has it, submounts included.
@@ -323,6 +327,7 @@ static void child_main(const muster_spawn_request *q, int report_fd, int devnull
     // needs CAP_SYS_RESOURCE), mounts (CAP_SYS_ADMIN), the bounding set (CAP_SETPCAP).
     int step = 0, index = 0;
     if (apply_rlimits(q, &index) < 0) { report_at(report_fd, MUSTER_STEP_RLIMIT, index); _exit(127); }
+    if (q->container_root && muster_enter_container(q, &step, &index) < 0) { report_at(report_fd, step, index); _exit(127); }
     if (q->join_mount_namespace) {
         if (syscall(SYS_setns, q->mount_namespace_fd, CLONE_NEWNS) < 0) { report(report_fd, MUSTER_STEP_JOIN_MOUNT_NAMESPACE); _exit(127); }
     } else if (q->new_mount_namespace) {
@@ -418,6 +423,9 @@ static pid_t clone3_vm(struct child_args *a, int cgroup_fd, int *pidfd) {
     struct clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
+    // A container's service is PID 1 of a pid namespace of its own; its other namespaces are
+    // unshared by the child (container.c).
+    if (a->q->container_root) args.flags |= CLONE_NEWPID;
     args.pidfd = (uint64_t)(uintptr_t)pidfd;
     args.exit_signal = SIGCHLD;
     args.stack = (uint64_t)(uintptr_t)stack;
@@ -468,8 +476,9 @@ int muster_spawn(const muster_spawn_request *q, muster_spawn_result *r) {
         args.joined_v2 = 0;
         pid = clone3_vm(&args, -1, &pidfd);
     }
-    if (pid < 0 && (errno == ENOSYS || errno == EINVAL || errno == E2BIG)) {
+    if (pid < 0 && !q->container_root && (errno == ENOSYS || errno == EINVAL || errno == E2BIG)) {
         // No clone3 (older kernels, other architectures): fork, joining the cgroup by writing.
+        // Not for a container, which needs its pid namespace from the clone itself.
         used_clone3 = 0;
         pid = fork();
         if (pid == 0) {

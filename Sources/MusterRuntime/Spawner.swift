@@ -18,6 +18,9 @@ public struct LaunchRequest: Sendable {
     /// Join this process's mount namespace instead of building one from `isolation`'s paths:
     /// an exec health probe sees exactly what its instance sees.
     public var mountNamespaceOf: ProcessHandle?
+    /// Run as a container: namespaces, this overlay root, its mounts. `program` and
+    /// `directory` are then paths inside it.
+    public var container: ContainerLaunch?
 
     public init(program: String, argv: [String], environment: [String], directory: String, credentials: Credentials?,
                 stdoutFD: Int32 = -1, stderrFD: Int32 = -1, cgroup: InstanceCgroup? = nil, v1ProcsPaths: [String] = [],
@@ -65,6 +68,9 @@ public enum Spawner {
         defer { if cgroupFD >= 0 { close(cgroupFD) } }
 
         // Held across the spawn, so the pidfd cannot be closed (the instance reaped) mid-way.
+        if let container = request.container, container.binds.count > Int(MUSTER_MAX_CONTAINER_BINDS) {
+            throw SpawnError("[[container.mounts]]: \(container.binds.count) mounts; at most \(MUSTER_MAX_CONTAINER_BINDS) are supported")
+        }
         guard let namespaceOwner = request.mountNamespaceOf else { return try spawn(request, cgroupFD: cgroupFD, mountNamespaceFD: nil) }
         return try namespaceOwner.withPidfd { (pidfd) throws(SpawnError) -> ProcessHandle in
             guard let pidfd else { throw SpawnError("join the mount namespace of pid \(namespaceOwner.pid): it has exited") }
@@ -77,6 +83,8 @@ public enum Spawner {
         let procsPath = request.cgroup?.unified.map { $0 + "/cgroup.procs" }
         var isolation = ShimIsolation(request.isolation)
         defer { isolation.release() }
+        var container = request.container.map(ShimContainer.init)
+        defer { container?.release() }
         let rc = CStrings.withArray(request.argv) { argv in
             CStrings.withArray(request.environment) { envp in
                 CStrings.withArray(request.v1ProcsPaths) { v1 in
@@ -104,6 +112,7 @@ public enum Spawner {
                                     q.v1_procs_paths = UnsafeRawPointer(v1).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
                                     q.v1_count = request.v1ProcsPaths.count
                                     isolation.fill(&q, mountNamespaceFD: mountNamespaceFD)
+                                    container?.fill(&q)
                                     return muster_spawn(&q, &result)
                                 }
                             }
@@ -129,7 +138,8 @@ public enum Spawner {
         case Int(MUSTER_STEP_STDIO): return "set up stdin/stdout/stderr: \(text)"
         case Int(MUSTER_STEP_CLONE): return "clone: \(text)"
         case Int(MUSTER_STEP_PIDFD): return "pidfd_open: \(text)"
-        default: return isolationReason(result, request.isolation, text) ?? "spawn: \(text)"
+        default:
+            return isolationReason(result, request.isolation, text) ?? containerReason(result, request.container, text) ?? "spawn: \(text)"
         }
     }
 
@@ -157,6 +167,22 @@ public enum Spawner {
         case Int(MUSTER_STEP_CAPSET): return "limit capabilities to \(isolation.capabilities?.description ?? "(none)"): \(text)"
         case Int(MUSTER_STEP_NO_NEW_PRIVS): return "set no_new_privs: \(text)"
         case Int(MUSTER_STEP_JOIN_MOUNT_NAMESPACE): return "join the instance's mount namespace: \(text)"
+        default: return nil
+        }
+    }
+
+    static func containerReason(_ result: muster_spawn_result, _ container: ContainerLaunch?, _ text: String) -> String? {
+        let index = Int(result.failed_index)
+        switch Int(result.failed_step) {
+        case Int(MUSTER_STEP_CONTAINER_NAMESPACES): return "container: unshare the mount, uts, ipc, cgroup\(container?.privateNetwork == true ? " and network" : "") namespaces: \(text)"
+        case Int(MUSTER_STEP_CONTAINER_ROOT): return "container: mount the overlay root on \(container?.root ?? "?"): \(text)"
+        case Int(MUSTER_STEP_CONTAINER_MOUNT): return "container: mount \(muster_container_mount_name(Int32(index)).map { String(cString: $0) } ?? "?"): \(text)"
+        case Int(MUSTER_STEP_CONTAINER_BIND):
+            guard let binds = container?.binds, binds.indices.contains(index) else { return "container: bind mount: \(text)" }
+            return "container: bind \(binds[index].source) to \(binds[index].target): \(text)"
+        case Int(MUSTER_STEP_CONTAINER_PIVOT): return "container: pivot_root into \(container?.root ?? "?"): \(text)"
+        case Int(MUSTER_STEP_CONTAINER_HOSTNAME): return "container: sethostname \(container?.hostname ?? ""): \(text)"
+        case Int(MUSTER_STEP_CONTAINER_LOOPBACK): return "container: bring up loopback: \(text)"
         default: return nil
         }
     }

@@ -30,6 +30,18 @@ typedef struct muster_spawn_request {
     const char *const *v1_procs_paths;// cgroup v1 `cgroup.procs` files the child joins
     size_t v1_count;
 
+    // Container (a manifest's [container]). container_root NULL: a host process. The clone gets
+    // CLONE_NEWPID (the service is PID 1 inside); the child unshares the mount, uts, ipc and
+    // cgroup namespaces (and the network one for private_network) after joining its cgroups.
+    const char *container_root;       // an empty folder: the overlay is mounted here, then pivot_root
+    const char *overlay_options;      // "lowerdir=IMAGE,upperdir=UPPER,workdir=WORK"
+    const char *hostname;             // set in the new uts namespace
+    int private_network;              // a network namespace holding only loopback (brought up)
+    const char *const *bind_sources;  // [[container.mounts]]: host paths, absolute ...
+    const char *const *bind_targets;  // ... and their targets, absolute inside the container
+    const int *bind_read_only;
+    size_t bind_count;
+
     // Isolation (a manifest's [isolation]). Zero/NULL everywhere means none.
     const struct muster_rlimit *rlimits;  // soft = hard = value, set before the ids change
     size_t rlimit_count;
@@ -72,6 +84,8 @@ long long muster_raise_open_file_limit(void);
 
 /// The child holds one descriptor per writable path on its small stack.
 #define MUSTER_MAX_WRITABLE_PATHS 64
+/// ... and one per container bind mount.
+#define MUSTER_MAX_CONTAINER_BINDS 64
 
 /// Steps of the child that can fail; reported with errno through the CLOEXEC pipe.
 enum {
@@ -100,7 +114,18 @@ enum {
     MUSTER_STEP_CAPSET = 21,
     MUSTER_STEP_NO_NEW_PRIVS = 22,
     MUSTER_STEP_JOIN_MOUNT_NAMESPACE = 23,
+    // Containers; `failed_index` says which path of the step failed (the container_* tables).
+    MUSTER_STEP_CONTAINER_NAMESPACES = 24, // unshare of mount, uts, ipc, cgroup (and network)
+    MUSTER_STEP_CONTAINER_ROOT = 25,       // the overlay on container_root
+    MUSTER_STEP_CONTAINER_MOUNT = 26,      // index: into muster_container_mount_names
+    MUSTER_STEP_CONTAINER_BIND = 27,       // index: into bind_targets
+    MUSTER_STEP_CONTAINER_PIVOT = 28,      // pivot_root and detaching the host's root
+    MUSTER_STEP_CONTAINER_HOSTNAME = 29,
+    MUSTER_STEP_CONTAINER_LOOPBACK = 30,
 };
+
+/// What MUSTER_STEP_CONTAINER_MOUNT's index names: "/proc", "/dev", "/dev/null", … (NULL past the end).
+const char *muster_container_mount_name(int index);
 
 typedef struct muster_spawn_result {
     pid_t pid;
