@@ -100,6 +100,14 @@ extension StatusResponse {
             out.raw(",\"connections\":"); out.integer(row.connections)
             out.raw(",\"rps\":"); out.number(row.rps)
             out.raw(",\"ejected_until\":"); out.number(row.ejectedUntil)
+            out.raw(",\"container\":")
+            if let container = row.container {
+                out.raw("{\"image\":"); out.string(container.image)
+                out.raw(",\"rootfs\":"); out.string(container.rootfs)
+                out.raw("}")
+            } else {
+                out.raw("null")
+            }
             out.raw("}")
         }
     }

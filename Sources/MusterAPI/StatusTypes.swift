@@ -90,9 +90,11 @@ public struct InstanceStatus: Codable, Sendable, Equatable {
     /// While the proxy holds it out of the rotation for failing (`eject_after`): when it comes
     /// back, in seconds since the Unix epoch; null otherwise.
     public var ejectedUntil: Double?
+    /// A container instance: of which image or root folder; null for a host process.
+    public var container: ContainerInstanceStatus?
 
     enum CodingKeys: String, CodingKey {
-        case id, index, state, pid, port, restarts, cgroup, reason, user, ready, health, connections, rps
+        case id, index, state, pid, port, restarts, cgroup, reason, user, ready, health, connections, rps, container
         case ejectedUntil = "ejected_until"
         case uptimeSeconds = "uptime_seconds"
         case cpuSeconds = "cpu_seconds"
@@ -139,6 +141,7 @@ public struct InstanceStatus: Codable, Sendable, Equatable {
         try c.encode(connections, forKey: .connections)
         try c.encode(rps, forKey: .rps)
         try c.encode(ejectedUntil, forKey: .ejectedUntil)
+        try c.encode(container, forKey: .container)
     }
 
     public init(from decoder: Decoder) throws {
@@ -161,6 +164,26 @@ public struct InstanceStatus: Codable, Sendable, Equatable {
         connections = try c.decodeIfPresent(Int.self, forKey: .connections)
         rps = try c.decodeIfPresent(Double.self, forKey: .rps)
         ejectedUntil = try c.decodeIfPresent(Double.self, forKey: .ejectedUntil)
+        container = try c.decodeIfPresent(ContainerInstanceStatus.self, forKey: .container)
+    }
+}
+
+/// What `status` says of a container instance.
+public struct ContainerInstanceStatus: Codable, Sendable, Equatable {
+    /// `sha256:…` of the image manifest it runs; null when it runs a `rootfs` folder.
+    public var image: String?
+    /// The `rootfs` folder it runs; null when it runs an image.
+    public var rootfs: String?
+
+    public init(image: String?, rootfs: String?) {
+        self.image = image
+        self.rootfs = rootfs
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(image, forKey: .image)
+        try c.encode(rootfs, forKey: .rootfs)
     }
 }
 

@@ -22,7 +22,20 @@ public struct LaunchPlan: Sendable, Equatable {
         directory = Placeholders.expand(spec.directory, values)
         self.port = port
         isolation = spec.isolation.expanded(values)
-        var env: [String: String] = spec.inheritEnvironment ? daemonEnvironment : ["PATH": Self.defaultPath]
+        var env: [String: String]
+        if let container = spec.container {
+            // A container starts from its image's Env, not the host's; `container` tells
+            // programs such as systemd where they run, as podman's `container=podman` does.
+            env = [:]
+            for entry in container.image?.environment ?? [] {
+                guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else { continue }
+                env[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+            }
+            env["HOSTNAME"] = container.hostname(values)
+            env["container"] = "muster"
+        } else {
+            env = spec.inheritEnvironment ? daemonEnvironment : ["PATH": Self.defaultPath]
+        }
         if env["PATH"] == nil { env["PATH"] = Self.defaultPath }
         if let account {
             env["HOME"] = account.home

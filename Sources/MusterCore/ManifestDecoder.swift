@@ -107,6 +107,9 @@ public enum ManifestDecoder {
         section("deploy") { reader in decodeDeploy(&reader, into: &spec.deploy) }
         section("container") { reader in spec.container = decodeContainer(&reader, spec: &spec, sourcePath: sourcePath) }
         if var container = spec.container {
+            if spec.inheritEnvironment {
+                top.fail("inherit_environment", .boolean(true), "does not apply to a container, whose environment starts from its image's Env (remove it, and name what it needs in environment)")
+            }
             container.overrides.directory = top.value("directory") != nil
             container.overrides.user = top.value("user") != nil
             spec.container = container

@@ -79,11 +79,7 @@ public enum ManifestLoader {
 
     static func checkHost(_ spec: ServiceSpec, file: String) -> [ManifestIssue] {
         var issues: [ManifestIssue] = []
-        if spec.container != nil {
-            // Read, but refused until musterd can start containers: running the instances as
-            // host processes instead would be worse than not running them.
-            return [ManifestIssue(file: file, table: "container", message: "this musterd cannot run containers yet (remove [container] to run the command on the host)")]
-        }
+        if let container = spec.container { return checkContainer(container, file: file) }
         if let user = spec.user, Accounts.user(named: user) == nil {
             issues.append(ManifestIssue(file: file, key: "user", value: "\"\(user)\"", message: "no such user on this host (create it, or remove the key to run as \(Accounts.currentUserName))"))
         }
@@ -103,6 +99,27 @@ public enum ManifestLoader {
                 issues.append(ManifestIssue(file: file, table: "isolation", key: key, value: "\"\(entry)\"",
                                             message: "no such file or folder on this host (create it, or write \"-\(entry.path)\" to skip it where it is missing)"))
             }
+        }
+        return issues
+    }
+
+    /// A container's user, folder and program are the container's, not the host's: only its
+    /// root and its mounts' sources are on this host.
+    static func checkContainer(_ container: ContainerSpec, file: String) -> [ManifestIssue] {
+        var issues: [ManifestIssue] = []
+        switch container.source {
+        case .rootfs(let folder):
+            if !FileSystem.isDirectory(folder) {
+                issues.append(ManifestIssue(file: file, table: "container", key: "rootfs", value: "\"\(folder)\"",
+                                            message: "no such folder (unpack the root filesystem there, or use image = an OCI image)"))
+            }
+        case .image(let path, _):
+            issues.append(ManifestIssue(file: file, table: "container", key: "image", value: "\"\(path)\"",
+                                        message: "this musterd cannot unpack OCI images yet (use rootfs = an unpacked root folder)"))
+        }
+        for mount in container.mounts where !FileSystem.exists(mount.source) {
+            issues.append(ManifestIssue(file: file, table: "container.mounts", key: "source", value: "\"\(mount.source)\"",
+                                        message: "no such file or folder on this host (create it, or fix the path; relative paths are relative to the manifest's folder)"))
         }
         return issues
     }

@@ -219,9 +219,9 @@ extension Supervisor {
             var retiring = entry.retiring[position]
             _ = InstanceLifecycle.stopRequested(&retiring.record, purpose: .halt, timeout: retiring.stop.timeout, now: now)
             retiring.phase = .stopping
-            retiring.live.handle.signal(retiring.stop.signal)
+            let killed = deliverStopSignal(retiring.live, retiring.stop.signal)
             emit("stopping", service: service, index: index,
-                 message: "replaced: sent \(SignalName.name(retiring.stop.signal)) to pid \(retiring.live.handle.pid); SIGKILL to the group after \(DurationText.format(retiring.stop.timeout))",
+                 message: killed.map { "replaced: " + $0 } ?? "replaced: sent \(SignalName.name(retiring.stop.signal)) to pid \(retiring.live.handle.pid); SIGKILL to the group after \(DurationText.format(retiring.stop.timeout))",
                  pid: retiring.live.handle.pid)
             entry.retiring[position] = retiring
         }

@@ -40,6 +40,8 @@ public actor Supervisor {
         public var journalStream: @Sendable (String, Int32) -> Result<Int32, JournalUnavailable>
         /// How often the autoscaler samples load and decides (`metrics_interval`).
         public var metricsInterval: Duration
+        /// `<state_dir>/containers`: container instances' writable layers; nil: no containers.
+        public var containersDir: String?
 
         public init(cgroups: Cgroups, reaper: Reaper, logs: LogPump, journal: EventJournal, store: StateStore?,
                     logDir: String, ports: ClosedRange<Int>, daemonEnvironment: [String: String], logger: Logger,
@@ -53,7 +55,7 @@ public actor Supervisor {
                     journalStream: @escaping @Sendable (String, Int32) -> Result<Int32, JournalUnavailable> = { _, _ in
                         .failure(JournalUnavailable(message: "journald is not available to this musterd"))
                     },
-                    metricsInterval: Duration = .seconds(1)) {
+                    metricsInterval: Duration = .seconds(1), containersDir: String? = nil) {
             self.cgroups = cgroups
             self.reaper = reaper
             self.logs = logs
@@ -71,6 +73,7 @@ public actor Supervisor {
             self.notifyDir = notifyDir
             self.inheritedSockets = inheritedSockets
             self.journalStream = journalStream
+            self.containersDir = containersDir
             self.metricsInterval = metricsInterval
         }
     }
@@ -87,6 +90,10 @@ public actor Supervisor {
         /// Probes its health or reads its notify socket; cancelled when the process ends.
         var readinessTask: Task<Void, Never>?
         var notifySocket: NotifySocket?
+        /// A container's folders (`ContainerRoot`): its writable layer, removed when it ends.
+        var containerFolder: String? = nil
+        /// `sha256:…` of the image a container runs; nil for a root folder or a host process.
+        var containerImage: String? = nil
     }
 
     struct ServiceEntry {
@@ -193,6 +200,8 @@ public actor Supervisor {
     public func start() async {
         await bindListeners()
         await stopLeftovers()
+        // With the leftover instances gone, no container layer is in use.
+        if let containersDir = deps.containersDir { ContainerRoot.sweep(containersDir: containersDir) }
         leftoversCleared = true
         restoreRevisions()
         emit("daemon-started", message: "musterd started with \(services.count) service(s); cgroups: \(deps.cgroups.mode.rawValue)")
@@ -403,19 +412,33 @@ public actor Supervisor {
             }
             var account: Accounts.User?
             var credentials: Credentials?
-            if let user = spec.user {
+            var containerLower: String?
+            var containerAccount: (name: String, home: String)?
+            if spec.container != nil {
+                // A container's user is one of its image's accounts, not the host's.
+                do throws(SpawnError) {
+                    let lower = try containerLowerLayer(spec)
+                    let found = try ContainerRoot.account(lower: lower, spec: spec)
+                    containerLower = lower
+                    containerAccount = (found.name ?? String(found.uid), found.home)
+                    credentials = Credentials(uid: found.uid, gid: found.gid, groups: found.groups.map { gid_t($0) })
+                } catch {
+                    failure = (error.description, false)
+                    break launch
+                }
+            } else if let user = spec.user {
                 guard let found = Accounts.user(named: user) else { failure = ("user \(user) does not exist", false); break launch }
                 account = found
                 credentials = Credentials(uid: found.uid, gid: found.gid, groups: Accounts.groupList(user: user, primary: found.gid))
             }
-            if let group = spec.group {
+            if let group = spec.group, spec.container == nil {
                 guard let found = Accounts.group(named: group) else { failure = ("group \(group) does not exist", false); break launch }
                 let base = credentials ?? Credentials(uid: geteuid(), gid: found.gid, groups: [])
                 credentials = Credentials(uid: base.uid, gid: found.gid, groups: Array(Set(base.groups + [found.gid])))
             }
             let plan = LaunchPlan(spec: spec, index: index, port: port, daemonEnvironment: deps.daemonEnvironment,
-                                  account: account.map { ($0.name, $0.home) })
-            guard let program = plan.resolveProgram(isExecutable: FileSystem.isExecutableFile) else {
+                                  account: account.map { ($0.name, $0.home) } ?? containerAccount)
+            guard let program = spec.container != nil ? plan.argv[0] : plan.resolveProgram(isExecutable: FileSystem.isExecutableFile) else {
                 failure = ("exec \(plan.argv[0]): not found in PATH (\(plan.path ?? LaunchPlan.defaultPath))", false)
                 break launch
             }
@@ -463,9 +486,23 @@ public actor Supervisor {
                     break launch
                 }
             }
-            let request = LaunchRequest(program: program, argv: plan.argv, environment: environment, directory: plan.directory,
+            var request = LaunchRequest(program: program, argv: plan.argv, environment: environment, directory: plan.directory,
                                         credentials: credentials, stdoutFD: pipes.stdoutWrite, stderrFD: pipes.stderrWrite,
                                         cgroup: cgroup, v1ProcsPaths: cgroup.map(deps.cgroups.v1ProcsPaths) ?? [], isolation: plan.isolation)
+            var containerFolder: String?
+            if let containerLower {
+                do throws(SpawnError) {
+                    let prepared = try prepareContainer(spec, lower: containerLower, plan: plan, index: index,
+                                                        generation: record.generation + 1, notifySocket: notifySocket, request: &request)
+                    containerFolder = prepared.folder
+                } catch {
+                    pipes.closeWriteEnds()
+                    notifySocket?.close()
+                    if let cgroup { deps.cgroups.remove(cgroup) }
+                    failure = (error.description, false)
+                    break launch
+                }
+            }
             let generation = record.generation + 1
             let name = spec.name
             do {
@@ -487,7 +524,8 @@ public actor Supervisor {
                 entry.live[index] = LiveInstance(generation: record.generation, handle: handle, cgroup: cgroup,
                                                  usage: cgroup.map { deps.cgroups.usageReader($0, pid: handle.pid, startedAt: now) },
                                                  port: port, backend: spec.proxy == nil ? nil : Self.backend(service: name, index: index, generation: record.generation, port: port),
-                                                 readinessTask: readinessTask, notifySocket: notifySocket)
+                                                 readinessTask: readinessTask, notifySocket: notifySocket,
+                                                 containerFolder: containerFolder, containerImage: spec.container?.image?.manifestDigest)
                 entry.records[index] = record
                 emit("started", service: name, index: index,
                      message: "started pid \(handle.pid) on port \(port)" + (record.state == .starting ? ", starting for \(DurationText.format(.seconds(spec.restart.startSeconds)))" : ""),
@@ -497,6 +535,7 @@ public actor Supervisor {
                 pipes.closeWriteEnds()
                 notifySocket?.close()
                 if let cgroup { deps.cgroups.remove(cgroup) }
+                if let containerFolder { ContainerRoot.remove(containerFolder) }
                 failure = (error.description, false)
             }
         }
@@ -533,7 +572,10 @@ public actor Supervisor {
     func sendStopSignal(_ entry: ServiceEntry, index: Int) {
         guard let live = entry.live[index] else { return }
         let signal = entry.spec.stop.signal
-        live.handle.signal(signal)
+        if let killed = deliverStopSignal(live, signal) {
+            emit("stopping", service: entry.spec.name, index: index, message: killed, pid: live.handle.pid)
+            return
+        }
         emit("stopping", service: entry.spec.name, index: index,
              message: "sent \(SignalName.name(signal)) to pid \(live.handle.pid); SIGKILL to the group after \(DurationText.format(entry.spec.stop.timeout))",
              pid: live.handle.pid)
@@ -609,7 +651,10 @@ public actor Supervisor {
         let reaper = deps.reaper
         let pid = live.handle.pid
         let cgroup = live.cgroup
+        let containerFolder = live.containerFolder
         Task.detached {
+            // The writable layer goes once every process that could use it is gone.
+            defer { if let containerFolder { ContainerRoot.remove(containerFolder) } }
             if let cgroup {
                 cgroups.kill(cgroup)
                 for attempt in 0..<250 {
@@ -846,6 +891,14 @@ public actor Supervisor {
                 user: entry.spec.user ?? Accounts.currentUserName))
             rows[rows.count - 1].ready = record.ready
             rows[rows.count - 1].health = record.health?.lastResult?.message
+            if let container = entry.spec.container {
+                if case .rootfs(let folder) = container.source {
+                    rows[rows.count - 1].container = ContainerInstanceStatus(image: nil, rootfs: folder)
+                } else {
+                    // The image the process runs, which a reload may have moved on from.
+                    rows[rows.count - 1].container = ContainerInstanceStatus(image: live?.containerImage ?? container.image?.manifestDigest, rootfs: nil)
+                }
+            }
             if entry.spec.proxy != nil {
                 let backend = live?.backend
                 rows[rows.count - 1].connections = backend?.counters.inFlight.load(ordering: .relaxed) ?? 0

@@ -76,6 +76,8 @@ struct Musterd: AsyncParsableCommand {
         } else {
             logger.info("cgroups: \(cgroups.mode.rawValue) at \(cgroups.unifiedRoot ?? "")")
         }
+        // Container instances' writable layers (the supervisor removes a killed musterd's at start).
+        let containersDir = settings.stateDir + "/containers"
         let journal = EventJournal(stateDir: settings.stateDir) { logger.error("\($0)") }
         let logs = LogPump { trouble in
             if trouble.failing { logger.error("\(trouble.message)") } else { logger.notice("\(trouble.message)") }
@@ -98,7 +100,7 @@ struct Musterd: AsyncParsableCommand {
             journalStream: { identifier, priority in
                 Journal.stream(identifier: identifier, priority: priority).mapError { JournalUnavailable(message: $0.message) }
             },
-            metricsInterval: settings.metricsInterval))
+            metricsInterval: settings.metricsInterval, containersDir: containersDir))
         let readiness = StartupReadiness { SystemdNotifier.notify("READY=1") }
 
         let dashboard = settings.dashboardListen.map { DashboardAccess(listen: $0) }

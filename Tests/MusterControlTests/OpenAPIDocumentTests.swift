@@ -112,6 +112,6 @@ struct OpenAPIDocumentTests {
         #expect(required == Set(properties.keys))
         let nullable = Set(properties.filter { $0.value["nullable"] == .bool(true) }.map(\.key))
         #expect(nullable == ["pid", "port", "uptime_seconds", "cgroup", "reason", "cpu_seconds", "cpu_percent", "memory_bytes",
-                             "health", "connections", "rps", "ejected_until"])
+                             "health", "connections", "rps", "ejected_until", "container"])
     }
 }

@@ -20,7 +20,7 @@ struct SchemaCheckerTests {
         {"id": "web:0", "index": 0, "state": "running", "pid": 42, "port": 20000, "restarts": 0,
          "uptime_seconds": 1.5, "cgroup": null, "reason": null, "cpu_seconds": null, "cpu_percent": null,
          "memory_bytes": null, "user": "root", "ready": true, "health": null, "connections": null, "rps": null,
-         "ejected_until": null}
+         "ejected_until": null, "container": null}
         """
 
     @Test("accepts a conforming document")

@@ -26,6 +26,8 @@ struct StatusJSONTests {
         proxy.ejected = 1
         sample.services[0].proxy = proxy
         sample.services[0].instances[0].ejectedUntil = 1_800_000_012.25
+        sample.services[0].instances[0].container = ContainerInstanceStatus(image: "sha256:0f1e", rootfs: nil)
+        sample.services[0].instances[1].container = ContainerInstanceStatus(image: nil, rootfs: "/srv/web \"root\"")
         sample.services[0].requires = ["db"]
         sample.services[0].wants = ["cache", "a\"b"]
         sample.services[0].waitingFor = ["db"]
@@ -44,7 +46,7 @@ struct StatusJSONTests {
 
     @Test func everyInstanceKeyIsPresentEvenWhenNull() throws {
         let text = String(decoding: Self.sample.jsonBytes(), as: UTF8.self)
-        for key in ["id", "index", "state", "pid", "port", "restarts", "uptime_seconds", "cgroup", "reason", "cpu_seconds", "cpu_percent", "memory_bytes", "user", "ejected_until"] {
+        for key in ["id", "index", "state", "pid", "port", "restarts", "uptime_seconds", "cgroup", "reason", "cpu_seconds", "cpu_percent", "memory_bytes", "user", "ejected_until", "container"] {
             #expect(text.components(separatedBy: "\"\(key)\":").count == 3, "\(key)")
         }
         #expect(text.contains(#""pid":null"#))

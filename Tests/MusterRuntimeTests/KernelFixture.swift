@@ -28,7 +28,7 @@ final class KernelFixture: Sendable {
         return Supervisor(specs: specs, dependencies: .init(
             cgroups: cgroups, reaper: reaper, logs: LogPump { _ in }, journal: journal, store: store,
             logDir: directory + "/log", ports: 31000...31999, daemonEnvironment: [:], logger: logger,
-            loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in specs }))
+            loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in specs }, containersDir: directory + "/containers"))
     }
 
     /// Runs `body` with a fresh fixture and always cleans up after it.

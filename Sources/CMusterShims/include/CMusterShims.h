@@ -74,6 +74,10 @@ enum {
     MUSTER_LIMIT_MEMLOCK = 3,
 };
 
+/// Opens `path` below the folder `root_fd` as if that folder were "/" (openat2 with
+/// RESOLVE_IN_ROOT, Linux 5.6): symlinks and ".." cannot leave it. -1 and errno as open(2).
+int muster_open_in_root(int root_fd, const char *path, int flags);
+
 /// The calling process's hard limit for a MUSTER_LIMIT_* resource (~0ULL: unlimited); -1 on error.
 int muster_hard_limit(int resource, unsigned long long *value);
 /// Raises musterd's soft RLIMIT_NOFILE to its hard limit (each instance holds a pidfd, two log
