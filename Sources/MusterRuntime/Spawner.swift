@@ -18,10 +18,13 @@ public struct LaunchRequest: Sendable {
     /// Join this process's mount namespace instead of building one from `isolation`'s paths:
     /// an exec health probe sees exactly what its instance sees.
     public var mountNamespaceOf: ProcessHandle?
+    /// Loaded in the child just before exec (`.containerDefault` for `[container] seccomp =
+    /// "default"`); nil: none.
+    public var seccompFilter: SeccompFilter?
 
     public init(program: String, argv: [String], environment: [String], directory: String, credentials: Credentials?,
                 stdoutFD: Int32 = -1, stderrFD: Int32 = -1, cgroup: InstanceCgroup? = nil, v1ProcsPaths: [String] = [],
-                isolation: IsolationSpec = .unconfined, mountNamespaceOf: ProcessHandle? = nil) {
+                isolation: IsolationSpec = .unconfined, mountNamespaceOf: ProcessHandle? = nil, seccompFilter: SeccompFilter? = nil) {
         self.program = program
         self.argv = argv
         self.environment = environment
@@ -33,6 +36,7 @@ public struct LaunchRequest: Sendable {
         self.v1ProcsPaths = v1ProcsPaths
         self.isolation = isolation
         self.mountNamespaceOf = mountNamespaceOf
+        self.seccompFilter = seccompFilter
     }
 }
 
@@ -77,7 +81,7 @@ public enum Spawner {
         let procsPath = request.cgroup?.unified.map { $0 + "/cgroup.procs" }
         var isolation = ShimIsolation(request.isolation)
         defer { isolation.release() }
-        let rc = CStrings.withArray(request.argv) { argv in
+        let rc = withFilter(request.seccompFilter) { filter, filterLength in CStrings.withArray(request.argv) { argv in
             CStrings.withArray(request.environment) { envp in
                 CStrings.withArray(request.v1ProcsPaths) { v1 in
                     let groups = request.credentials?.groups ?? []
@@ -104,6 +108,8 @@ public enum Spawner {
                                     q.v1_procs_paths = UnsafeRawPointer(v1).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
                                     q.v1_count = request.v1ProcsPaths.count
                                     isolation.fill(&q, mountNamespaceFD: mountNamespaceFD)
+                                    q.seccomp_filter = filter
+                                    q.seccomp_filter_length = filterLength
                                     return muster_spawn(&q, &result)
                                 }
                             }
@@ -111,7 +117,7 @@ public enum Spawner {
                     }
                 }
             }
-        }
+        } }
         guard rc == 0 else { throw SpawnError(reason(result, request)) }
         return ProcessHandle(pid: result.pid, pidfd: result.pidfd)
     }
@@ -129,6 +135,9 @@ public enum Spawner {
         case Int(MUSTER_STEP_STDIO): return "set up stdin/stdout/stderr: \(text)"
         case Int(MUSTER_STEP_CLONE): return "clone: \(text)"
         case Int(MUSTER_STEP_PIDFD): return "pidfd_open: \(text)"
+        case Int(MUSTER_STEP_SECCOMP):
+            let hint = result.error == EACCES ? " (a seccomp filter needs no_new_privileges = true or CAP_SYS_ADMIN; or set seccomp = \"none\")" : ""
+            return "load the seccomp filter (\(request.seccompFilter?.instructionCount ?? 0) instructions): \(text)\(hint)"
         default: return isolationReason(result, request.isolation, text) ?? "spawn: \(text)"
         }
     }
@@ -249,6 +258,12 @@ struct ShimIsolation {
         var value: UInt64 = 0
         return muster_hard_limit(resource(kind), &value) == 0 ? value : nil
     }
+}
+
+/// The filter's instructions and their count, alive for the call; (nil, 0) without one.
+private func withFilter<R>(_ filter: SeccompFilter?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+    guard let filter else { return body(nil, 0) }
+    return filter.program.withUnsafeBytes { body($0.baseAddress, filter.instructionCount) }
 }
 
 private func withOptionalCString<R>(_ text: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {

@@ -47,6 +47,8 @@ typedef struct muster_spawn_request {
     unsigned long long keep_capabilities; // ... cut to these (bit n: capability n)
     int cap_last;                     // the kernel's highest capability (/proc/sys/kernel/cap_last_cap)
     int no_new_privs;                 // PR_SET_NO_NEW_PRIVS just before exec
+    const void *seccomp_filter;       // classic BPF (struct sock_filter[]) for PR_SET_SECCOMP; NULL: none
+    size_t seccomp_filter_length;     // in instructions
 } muster_spawn_request;
 
 /// One resource limit of the child.
@@ -100,6 +102,7 @@ enum {
     MUSTER_STEP_CAPSET = 21,
     MUSTER_STEP_NO_NEW_PRIVS = 22,
     MUSTER_STEP_JOIN_MOUNT_NAMESPACE = 23,
+    MUSTER_STEP_SECCOMP = 24,         // PR_SET_SECCOMP with seccomp_filter
 };
 
 typedef struct muster_spawn_result {
@@ -131,6 +134,10 @@ int muster_set_child_subreaper(void);
 
 /// pipe2(O_CLOEXEC).
 int muster_pipe_cloexec(int fds[2]);
+
+/// memfd_create(MFD_CLOEXEC), which glibc declares only with _GNU_SOURCE: the seccomp filter is
+/// exported into one and read back.
+int muster_memfd_cloexec(const char *name);
 
 /// Names the calling thread (15 characters at most), as `top -H` and `ps -L` show it.
 void muster_set_thread_name(const char *name);
