@@ -20,6 +20,11 @@ public struct SeccompFilter: Sendable, Equatable {
     public static func build(_ rules: [SeccompRule], architectures: [String] = SeccompFilter.compatArchitectures) throws(SeccompError) -> SeccompFilter {
         guard let context = seccomp_init(SCMP_ACT_ALLOW) else { throw SeccompError("seccomp_init: out of memory") }
         defer { seccomp_release(context) }
+        // A binary tree of system call numbers instead of a chain: at load the kernel runs the
+        // program for every number to find the calls it may skip filtering, and the child pays
+        // for that walk per spawn (measured here: 270 µs with the chain, 135 µs with the tree).
+        let optimize = seccomp_attr_set(context, SCMP_FLTATR_CTL_OPTIMIZE, 2)
+        guard optimize == 0 else { throw SeccompError("seccomp_attr_set optimize: \(FileSystem.errorText(-optimize))") }
         for name in architectures {
             let token = seccomp_arch_resolve_name(name)
             guard token != 0 else { throw SeccompError("seccomp: libseccomp does not know the architecture \(name)") }
