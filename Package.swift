@@ -29,6 +29,12 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // libseccomp through pkg-config: the daemon builds the containers' seccomp filter with it.
+        .systemLibrary(
+            name: "CSeccomp",
+            pkgConfig: "libseccomp",
+            providers: [.apt(["libseccomp-dev"])]
+        ),
         // Pure: manifests, validation, durations and sizes, state machine, backoff, reload plans.
         .target(
             name: "MusterCore",
@@ -46,7 +52,7 @@ let package = Package(
         .target(
             name: "MusterRuntime",
             dependencies: [
-                "MusterCore", "MusterHost", "MusterAPI", "CMusterShims", "MusterProxy",
+                "MusterCore", "MusterHost", "MusterAPI", "CMusterShims", "CSeccomp", "MusterProxy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -9,11 +9,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -299,6 +302,17 @@ static int limit_capability_sets(const muster_spawn_request *q) {
     return (int)syscall(SYS_capset, &header, data);
 }
 
+// Async-signal-safe: prctl only. The program is the daemon's, read in place (shared memory
+// after clone3, a copy after fork). The kernel takes it only from a thread with no_new_privs set
+// or CAP_SYS_ADMIN in effect (EACCES otherwise), and applies it to every call after this one:
+// what the child still does before exec (setresuid, capset, close_range, rt_sigprocmask,
+// execve, and write/exit_group to report a failure) must be allowed by it.
+static int load_seccomp_filter(const muster_spawn_request *q) {
+    if (q->seccomp_filter_length > 0xffff) { errno = E2BIG; return -1; }
+    struct sock_fprog program = { (unsigned short)q->seccomp_filter_length, (struct sock_filter *)q->seccomp_filter };
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0);
+}
+
 // Runs in the child only; never returns. The raw syscalls for credentials matter: glibc's
 // setuid() broadcasts to every thread it believes exists, and after a raw clone3 the child's copy
 // of glibc still lists the parent's threads. The kernel call changes this (only) thread, which is
@@ -334,6 +348,12 @@ static void child_main(const muster_spawn_request *q, int report_fd, int devnull
         if (set_up_mounts(q, &step, &index) < 0) { report_at(report_fd, step, index); _exit(127); }
     }
     if (q->limit_capabilities && limit_bounding_set(q, &step, &index) < 0) { report_at(report_fd, step, index); _exit(127); }
+    // Without no_new_privs a filter needs CAP_SYS_ADMIN, which the child still has here (a root
+    // daemon's, until setuid or capset below) and may not have at the end: so it goes on now,
+    // after the mounts it would refuse, as runc and crun load it before dropping capabilities.
+    // Setting no_new_privs to make the later spot work would undo the manifest's choice to let
+    // setuid programs work, so it is not done.
+    if (q->seccomp_filter && !q->no_new_privs && load_seccomp_filter(q) < 0) { report(report_fd, MUSTER_STEP_SECCOMP); _exit(127); }
 
     if (q->set_ids) {
         if (syscall(SYS_setgroups, q->group_count, q->groups) < 0) { report(report_fd, MUSTER_STEP_SETGROUPS); _exit(127); }
@@ -349,6 +369,9 @@ static void child_main(const muster_spawn_request *q, int report_fd, int devnull
     }
     if (q->limit_capabilities && limit_capability_sets(q) < 0) { report(report_fd, MUSTER_STEP_CAPSET); _exit(127); }
     if (q->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) { report(report_fd, MUSTER_STEP_NO_NEW_PRIVS); _exit(127); }
+    // With no_new_privs the filter goes on last, so it stands between the service and as few of
+    // the shim's own calls as possible, and works for a child that has no capability left.
+    if (q->seccomp_filter && q->no_new_privs && load_seccomp_filter(q) < 0) { report(report_fd, MUSTER_STEP_SECCOMP); _exit(127); }
 
     // Every other descriptor closes at exec, the report pipe included: EOF tells the parent that
     // exec succeeded. Marking them CLOEXEC (rather than closing) keeps report_fd usable until then.
@@ -567,6 +590,8 @@ int muster_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0
 void muster_set_thread_name(const char *name) { (void)prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 int muster_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int muster_memfd_cloexec(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 int muster_hard_limit(int which, unsigned long long *value) {
     int resource = rlimit_resource(which);

@@ -21,10 +21,13 @@ public struct LaunchRequest: Sendable {
     /// Run as a container: namespaces, this overlay root, its mounts. `program` and
     /// `directory` are then paths inside it.
     public var container: ContainerLaunch?
+    /// Loaded in the child just before exec (`.containerDefault` for `[container] seccomp =
+    /// "default"`); nil: none.
+    public var seccompFilter: SeccompFilter?
 
     public init(program: String, argv: [String], environment: [String], directory: String, credentials: Credentials?,
                 stdoutFD: Int32 = -1, stderrFD: Int32 = -1, cgroup: InstanceCgroup? = nil, v1ProcsPaths: [String] = [],
-                isolation: IsolationSpec = .unconfined, mountNamespaceOf: ProcessHandle? = nil) {
+                isolation: IsolationSpec = .unconfined, mountNamespaceOf: ProcessHandle? = nil, seccompFilter: SeccompFilter? = nil) {
         self.program = program
         self.argv = argv
         self.environment = environment
@@ -36,6 +39,7 @@ public struct LaunchRequest: Sendable {
         self.v1ProcsPaths = v1ProcsPaths
         self.isolation = isolation
         self.mountNamespaceOf = mountNamespaceOf
+        self.seccompFilter = seccompFilter
     }
 }
 
@@ -85,7 +89,7 @@ public enum Spawner {
         defer { isolation.release() }
         var container = request.container.map(ShimContainer.init)
         defer { container?.release() }
-        let rc = CStrings.withArray(request.argv) { argv in
+        let rc = withFilter(request.seccompFilter) { filter, filterLength in CStrings.withArray(request.argv) { argv in
             CStrings.withArray(request.environment) { envp in
                 CStrings.withArray(request.v1ProcsPaths) { v1 in
                     let groups = request.credentials?.groups ?? []
@@ -113,6 +117,8 @@ public enum Spawner {
                                     q.v1_count = request.v1ProcsPaths.count
                                     isolation.fill(&q, mountNamespaceFD: mountNamespaceFD)
                                     container?.fill(&q)
+                                    q.seccomp_filter = filter
+                                    q.seccomp_filter_length = filterLength
                                     return muster_spawn(&q, &result)
                                 }
                             }
@@ -120,7 +126,7 @@ public enum Spawner {
                     }
                 }
             }
-        }
+        } }
         guard rc == 0 else { throw SpawnError(reason(result, request)) }
         return ProcessHandle(pid: result.pid, pidfd: result.pidfd)
     }
@@ -138,6 +144,9 @@ public enum Spawner {
         case Int(MUSTER_STEP_STDIO): return "set up stdin/stdout/stderr: \(text)"
         case Int(MUSTER_STEP_CLONE): return "clone: \(text)"
         case Int(MUSTER_STEP_PIDFD): return "pidfd_open: \(text)"
+        case Int(MUSTER_STEP_SECCOMP):
+            let hint = result.error == EACCES ? " (a seccomp filter needs no_new_privileges = true or CAP_SYS_ADMIN; or set seccomp = \"none\")" : ""
+            return "load the seccomp filter (\(request.seccompFilter?.instructionCount ?? 0) instructions): \(text)\(hint)"
         default:
             return isolationReason(result, request.isolation, text) ?? containerReason(result, request.container, text) ?? "spawn: \(text)"
         }
@@ -275,6 +284,12 @@ struct ShimIsolation {
         var value: UInt64 = 0
         return muster_hard_limit(resource(kind), &value) == 0 ? value : nil
     }
+}
+
+/// The filter's instructions and their count, alive for the call; (nil, 0) without one.
+private func withFilter<R>(_ filter: SeccompFilter?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+    guard let filter else { return body(nil, 0) }
+    return filter.program.withUnsafeBytes { body($0.baseAddress, filter.instructionCount) }
 }
 
 private func withOptionalCString<R>(_ text: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {

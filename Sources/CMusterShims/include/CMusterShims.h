@@ -59,6 +59,8 @@ typedef struct muster_spawn_request {
     unsigned long long keep_capabilities; // ... cut to these (bit n: capability n)
     int cap_last;                     // the kernel's highest capability (/proc/sys/kernel/cap_last_cap)
     int no_new_privs;                 // PR_SET_NO_NEW_PRIVS just before exec
+    const void *seccomp_filter;       // classic BPF (struct sock_filter[]) for PR_SET_SECCOMP; NULL: none
+    size_t seccomp_filter_length;     // in instructions
 } muster_spawn_request;
 
 /// One resource limit of the child.
@@ -126,6 +128,7 @@ enum {
     MUSTER_STEP_CONTAINER_PIVOT = 28,      // pivot_root and detaching the host's root
     MUSTER_STEP_CONTAINER_HOSTNAME = 29,
     MUSTER_STEP_CONTAINER_LOOPBACK = 30,
+    MUSTER_STEP_SECCOMP = 31,         // PR_SET_SECCOMP with seccomp_filter
 };
 
 /// What MUSTER_STEP_CONTAINER_MOUNT's index names: "/proc", "/dev", "/dev/null", … (NULL past the end).
@@ -160,6 +163,10 @@ int muster_set_child_subreaper(void);
 
 /// pipe2(O_CLOEXEC).
 int muster_pipe_cloexec(int fds[2]);
+
+/// memfd_create(MFD_CLOEXEC), which glibc declares only with _GNU_SOURCE: the seccomp filter is
+/// exported into one and read back.
+int muster_memfd_cloexec(const char *name);
 
 /// Names the calling thread (15 characters at most), as `top -H` and `ps -L` show it.
 void muster_set_thread_name(const char *name);
