@@ -35,6 +35,18 @@ let package = Package(
             pkgConfig: "libseccomp",
             providers: [.apt(["libseccomp-dev"])]
         ),
+        // libarchive through pkg-config: tar and gzip of OCI image layers and oci-archive files.
+        .systemLibrary(
+            name: "CArchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]
+        ),
+        // OpenSSL's libcrypto through pkg-config: SHA-256 of image blobs (EVP_Digest*).
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
         // Pure: manifests, validation, durations and sizes, state machine, backoff, reload plans.
         .target(
             name: "MusterCore",
@@ -47,12 +59,16 @@ let package = Package(
         // What this host holds: manifests and musterd.toml read from disk (with the file-trust
         // and user checks), files written atomically, users and groups. No processes, no sockets:
         // musterctl links it for check, import and export without the daemon's runtime.
-        .target(name: "MusterHost", dependencies: ["MusterCore"]),
+        .target(name: "MusterHost", dependencies: ["MusterCore", "MusterImage"]),
+        // OCI images read by Muster itself: image layout and oci-archive resolved (index, manifest,
+        // config, sha256 of every blob), layers unpacked once per digest into a shared store.
+        // No NIO, no runtime: musterctl links it so that `check` validates images.
+        .target(name: "MusterImage", dependencies: ["CArchive", "CLibCrypto"]),
         // Linux side: spawner, cgroups, reaper, logs, state store, the Supervisor actor.
         .target(
             name: "MusterRuntime",
             dependencies: [
-                "MusterCore", "MusterHost", "MusterAPI", "CMusterShims", "CSeccomp", "MusterProxy",
+                "MusterCore", "MusterHost", "MusterAPI", "CMusterShims", "CSeccomp", "MusterProxy", "MusterImage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -98,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "musterd",
             dependencies: [
-                "MusterCore", "MusterRuntime", "MusterControl", "MusterSystemd", "MusterMetrics",
+                "MusterCore", "MusterRuntime", "MusterControl", "MusterSystemd", "MusterMetrics", "MusterImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -126,6 +142,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "MusterCoreTests", dependencies: ["MusterCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "MusterImageTests", dependencies: ["MusterImage", "CArchive"], exclude: ["Fixtures"]),
         .testTarget(name: "MusterTopTests", dependencies: ["MusterTop", "MusterAPI"]),
         .testTarget(name: "MusterMigrateTests", dependencies: ["MusterMigrate", "MusterCore"], exclude: ["Fixtures"]),
         .testTarget(

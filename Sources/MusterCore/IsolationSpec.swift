@@ -134,6 +134,11 @@ public struct CapabilitySet: Sendable, Equatable, Codable, CustomStringConvertib
 
     public var numbers: [Int] { (0..<64).filter(contains) }
 
+    /// What a container keeps when `[isolation] capabilities` does not say: podman's default set
+    /// (containers.conf): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, NET_BIND_SERVICE, SETFCAP,
+    /// SETGID, SETPCAP, SETUID, SYS_CHROOT. Docker's adds MKNOD, NET_RAW and AUDIT_WRITE.
+    public static let containerDefault = CapabilitySet([0, 1, 3, 4, 5, 10, 31, 6, 8, 7, 18])
+
     /// `CAP_CHOWN, CAP_NET_BIND_SERVICE`, or `(none)`.
     public var description: String {
         numbers.isEmpty ? "(none)" : numbers.map(Capabilities.name).joined(separator: ", ")

@@ -1,5 +1,6 @@
 import Glibc
 import MusterCore
+import MusterImage
 
 /// Reads manifests from disk and checks what only the host can answer: do the users and groups
 /// exist, does the working directory. Every problem in every file is collected, never just the
@@ -16,18 +17,20 @@ public enum ManifestLoader {
     }
 
     /// Every `*.toml` in `directory`, sorted by name.
-    public static func loadServices(in directory: String) throws(ManifestErrors) -> [ServiceSpec] {
+    /// - Parameter verifyImageLayers: hash every layer of each container image too (`check`);
+    ///   musterd leaves that to the unpack, which hashes each layer as it reads it, once per image.
+    public static func loadServices(in directory: String, verifyImageLayers: Bool = false) throws(ManifestErrors) -> [ServiceSpec] {
         guard FileSystem.isDirectory(directory) else {
             throw ManifestErrors([ManifestIssue(file: directory, message: "services_dir is not a readable folder (create it, or fix services_dir in musterd.toml)")])
         }
         let files = FileSystem.list(directory).filter { $0.hasSuffix(".toml") && !$0.hasPrefix(".") }.map { directory + "/" + $0 }
-        return try loadServices(files: files)
+        return try loadServices(files: files, verifyImageLayers: verifyImageLayers)
     }
 
     /// Each file read and checked, then the set checked as a graph (`DependencyGraph`), which also
     /// fills in each spec's peer addresses.
-    public static func loadServices(files: [String]) throws(ManifestErrors) -> [ServiceSpec] {
-        try resolveGraph(readServices(files: files))
+    public static func loadServices(files: [String], verifyImageLayers: Bool = false) throws(ManifestErrors) -> [ServiceSpec] {
+        try resolveGraph(readServices(files: files, verifyImageLayers: verifyImageLayers))
     }
 
     /// The graph check of specs read one by one: unknown `requires`, cycles, `{addr:NAME}`.
@@ -39,7 +42,7 @@ public enum ManifestLoader {
 
     /// Each file on its own: decoded, its env files read, checked against the host; names and
     /// listeners unique across the files.
-    public static func readServices(files: [String]) throws(ManifestErrors) -> [ServiceSpec] {
+    public static func readServices(files: [String], verifyImageLayers: Bool = false) throws(ManifestErrors) -> [ServiceSpec] {
         var specs: [ServiceSpec] = []
         var issues: [ManifestIssue] = []
         var seen: [String: String] = [:]
@@ -54,7 +57,8 @@ public enum ManifestLoader {
                 case .failure(.refused(let why)): throw ManifestErrors([ManifestIssue(file: name, message: why)])
                 }
                 var spec = try ManifestDecoder.decode(text, fileName: name, sourcePath: path)
-                let hostIssues = checkHost(spec, file: name) + readEnvFiles(into: &spec, file: name)
+                let imageIssues = readImage(into: &spec, file: name, verifyLayers: verifyImageLayers)
+                let hostIssues = imageIssues + (imageIssues.isEmpty ? checkHost(spec, file: name) : []) + readEnvFiles(into: &spec, file: name)
                 if !hostIssues.isEmpty { throw ManifestErrors(hostIssues) }
                 if let other = seen[spec.name] {
                     throw ManifestErrors([ManifestIssue(file: name, key: "name", value: "\"\(spec.name)\"",
@@ -113,15 +117,36 @@ public enum ManifestLoader {
                 issues.append(ManifestIssue(file: file, table: "container", key: "rootfs", value: "\"\(folder)\"",
                                             message: "no such folder (unpack the root filesystem there, or use image = an OCI image)"))
             }
-        case .image(let path, _):
-            issues.append(ManifestIssue(file: file, table: "container", key: "image", value: "\"\(path)\"",
-                                        message: "this musterd cannot unpack OCI images yet (use rootfs = an unpacked root folder)"))
+        case .image:
+            break  // read by readImage
         }
         for mount in container.mounts where !FileSystem.exists(mount.source) {
             issues.append(ManifestIssue(file: file, table: "container.mounts", key: "source", value: "\"\(mount.source)\"",
                                         message: "no such file or folder on this host (create it, or fix the path; relative paths are relative to the manifest's folder)"))
         }
         return issues
+    }
+
+    /// Reads a container's image (index, manifest and config, each blob's digest checked) and
+    /// fills in what the manifest left to it: command, directory, user, and the Env under the
+    /// manifest's `environment`. Missing, corrupt, or for another machine: named, with the fix.
+    static func readImage(into spec: inout ServiceSpec, file: String, verifyLayers: Bool) -> [ManifestIssue] {
+        guard case .image(let path, let tag)? = spec.container?.source else { return [] }
+        let image: ResolvedImage
+        do throws(ImageError) {
+            image = try OCIImage.resolve(path: path, tag: tag, verifyLayers: verifyLayers)
+        } catch {
+            let key = error.kind == .unknownTag ? "tag" : "image"
+            let value = key == "tag" ? tag.map { "\"\($0)\"" } : "\"\(path)\""
+            return [ManifestIssue(file: file, table: "container", key: key, value: value, message: error.description)]
+        }
+        let config = image.config
+        let facts = ContainerImageFacts(manifestDigest: image.manifestDigest, environment: config.env, workingDir: config.workingDir,
+                                        user: config.user, entrypoint: config.entrypoint ?? [], cmd: config.cmd ?? [])
+        guard spec.applyImageDefaults(facts) else {
+            return [ManifestIssue(file: file, key: "command", message: "is required: the image \(path) has no Entrypoint or Cmd (write command = [\"/bin/app\"])")]
+        }
+        return []
     }
 
     /// Reads `env_file` in order into `envFileEnvironment` (a later file wins). A missing file

@@ -12,8 +12,11 @@ extension Supervisor {
         case .rootfs(let path)?:
             guard FileSystem.isDirectory(path) else { throw SpawnError("[container] rootfs \(path): no such folder") }
             return path
-        case .image?:
-            throw SpawnError("[container] image: this musterd cannot unpack images yet (use rootfs = an unpacked root folder)")
+        case .image(let path, _)?:
+            guard let digest = spec.container?.image?.manifestDigest, let root = deps.images?.unpackedRoot(digest: digest) else {
+                throw SpawnError("[container] image \(path): not unpacked in this musterd's image store (reload to unpack it)")
+            }
+            return root
         case nil:
             throw SpawnError("not a container")
         }
@@ -33,6 +36,10 @@ extension Supervisor {
         }
         request.program = prepared.program
         request.container = prepared.launch
+        if spec.container?.seccomp == .default { request.seccompFilter = .containerDefault }
+        // Root in a container without a user namespace is the host's root: without a list of its
+        // own, it keeps only podman's default capabilities, not everything musterd holds.
+        if request.isolation.capabilities == nil { request.isolation.capabilities = CapabilitySet.containerDefault }
         return prepared
     }
 

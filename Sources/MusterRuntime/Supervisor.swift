@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import MusterAPI
 import MusterCore
+import MusterImage
 import MusterProxy
 import NIOCore
 import NIOPosix
@@ -42,6 +43,8 @@ public actor Supervisor {
         public var metricsInterval: Duration
         /// `<state_dir>/containers`: container instances' writable layers; nil: no containers.
         public var containersDir: String?
+        /// `<state_dir>/images`: the unpacked images container instances run.
+        public var images: ImageStore?
 
         public init(cgroups: Cgroups, reaper: Reaper, logs: LogPump, journal: EventJournal, store: StateStore?,
                     logDir: String, ports: ClosedRange<Int>, daemonEnvironment: [String: String], logger: Logger,
@@ -55,7 +58,7 @@ public actor Supervisor {
                     journalStream: @escaping @Sendable (String, Int32) -> Result<Int32, JournalUnavailable> = { _, _ in
                         .failure(JournalUnavailable(message: "journald is not available to this musterd"))
                     },
-                    metricsInterval: Duration = .seconds(1), containersDir: String? = nil) {
+                    metricsInterval: Duration = .seconds(1), containersDir: String? = nil, images: ImageStore? = nil) {
             self.cgroups = cgroups
             self.reaper = reaper
             self.logs = logs
@@ -74,6 +77,7 @@ public actor Supervisor {
             self.inheritedSockets = inheritedSockets
             self.journalStream = journalStream
             self.containersDir = containersDir
+            self.images = images
             self.metricsInterval = metricsInterval
         }
     }

@@ -18,7 +18,7 @@ struct Check: AsyncParsableCommand {
             if text.contains("[daemon]") {
                 do {
                     let config = try ManifestLoader.loadConfig(file)
-                    let specs = try ManifestLoader.loadServices(in: config.servicesDir)
+                    let specs = try ManifestLoader.loadServices(in: config.servicesDir, verifyImageLayers: true)
                     Output.line("ok: \(file) and \(specs.count) manifest(s) in \(config.servicesDir)")
                     Warnings.forSpecs(specs).forEach { Output.line("warning: \($0)") }
                 } catch {
@@ -28,7 +28,7 @@ struct Check: AsyncParsableCommand {
                 continue
             }
             do {
-                let specs = try ManifestLoader.readServices(files: [file])
+                let specs = try ManifestLoader.readServices(files: [file], verifyImageLayers: true)
                 for spec in specs { Output.line("ok: \(file): service \(spec.name), \(spec.instances) instance(s)") }
                 manifests += specs
             } catch {

@@ -5,6 +5,7 @@ import Logging
 import MusterAPI
 import MusterControl
 import MusterCore
+import MusterImage
 import MusterRuntime
 import MusterSystemd
 import NIOPosix
@@ -33,7 +34,8 @@ struct Musterd: AsyncParsableCommand {
         let specs: [ServiceSpec]
         do {
             settings = try ManifestLoader.loadConfig(config)
-            specs = try ManifestLoader.loadServices(in: settings.servicesDir)
+            specs = try ManifestLoader.loadServices(in: settings.servicesDir, verifyImageLayers: check)
+            if !check { try ContainerImages.unpack(specs, into: ImageStore(root: settings.stateDir + "/images")) }
         } catch {
             for issue in error.issues { printError(issue.description) }
             printError("musterd: \(error.issues.count) problem(s); nothing was started")
@@ -78,6 +80,7 @@ struct Musterd: AsyncParsableCommand {
         }
         // Container instances' writable layers (the supervisor removes a killed musterd's at start).
         let containersDir = settings.stateDir + "/containers"
+        let images = ImageStore(root: settings.stateDir + "/images")
         let journal = EventJournal(stateDir: settings.stateDir) { logger.error("\($0)") }
         let logs = LogPump { trouble in
             if trouble.failing { logger.error("\(trouble.message)") } else { logger.notice("\(trouble.message)") }
@@ -92,7 +95,11 @@ struct Musterd: AsyncParsableCommand {
             cgroups: cgroups, reaper: Reaper.shared, logs: logs, journal: journal, store: StateStore(stateDir: settings.stateDir),
             logDir: settings.logDir, ports: settings.instancePorts, daemonEnvironment: ProcessEnvironment.current(),
             logger: logger,
-            loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in try ManifestLoader.loadServices(in: servicesDir) },
+            loadManifests: { () throws(ManifestErrors) -> [ServiceSpec] in
+                let specs = try ManifestLoader.loadServices(in: servicesDir)
+                try ContainerImages.unpack(specs, into: images)
+                return specs
+            },
             notify: { SystemdNotifier.notify($0) },
             eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
             notifyDir: PathText.directory(of: settings.controlSocket) + "/notify",
@@ -100,7 +107,7 @@ struct Musterd: AsyncParsableCommand {
             journalStream: { identifier, priority in
                 Journal.stream(identifier: identifier, priority: priority).mapError { JournalUnavailable(message: $0.message) }
             },
-            metricsInterval: settings.metricsInterval, containersDir: containersDir))
+            metricsInterval: settings.metricsInterval, containersDir: containersDir, images: images))
         let readiness = StartupReadiness { SystemdNotifier.notify("READY=1") }
 
         let dashboard = settings.dashboardListen.map { DashboardAccess(listen: $0) }

@@ -21,7 +21,7 @@ struct ContainerSupervisorTests {
         try await KernelFixture.with { f in
             let out = f.directory + "/out"
             try FileSystem.makeDirectories(out)
-            let web = try Self.containerSpec(f, "web", ["/bin/sh", "-c", "echo \"$$ $(hostname) $HOSTNAME $container $(id -u)\" > /out/seen; exec sleep 1000"]) {
+            let web = try Self.containerSpec(f, "web", ["/bin/sh", "-c", "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status > /out/status; echo \"$$ $(hostname) $HOSTNAME $container $(id -u)\" > /out/seen; exec sleep 1000"]) {
                 $0.container?.mounts = [ContainerMount(source: out, target: "/out", readOnly: false)]
                 $0.stop.timeout = .seconds(20)
             }
@@ -30,6 +30,9 @@ struct ContainerSupervisorTests {
             let wrote = await KernelFixture.eventually { (FileSystem.readIfPresent(out + "/seen") ?? "").hasSuffix("\n") }
             #expect(wrote)
             #expect(FileSystem.readIfPresent(out + "/seen") == "1 web-0 web-0 muster 0\n")
+            // The default seccomp filter, no new privileges, and podman's default capabilities
+            // (CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE SYS_CHROOT SETFCAP).
+            #expect(FileSystem.readIfPresent(out + "/status") == "CapEff:\t00000000800405fb\nNoNewPrivs:\t1\nSeccomp:\t2\n")
             let row = try #require(try await instance(supervisor, "web"))
             #expect(row.container == ContainerInstanceStatus(image: nil, rootfs: f.directory + "/rootfs"))
             let layers = f.directory + "/containers/web"
