@@ -120,6 +120,12 @@ public enum ManifestLoader {
         case .image:
             break  // read by readImage
         }
+        if container.userNamespace {
+            // Read, but refused until the uid range of /etc/subuid is mapped: running the
+            // container as the host's root instead would be the opposite of what was asked.
+            issues.append(ManifestIssue(file: file, table: "container", key: "user_namespace", value: "true",
+                                        message: "this musterd cannot map a user namespace yet (remove the key, and set user = an unprivileged account of the image instead)"))
+        }
         for mount in container.mounts where !FileSystem.exists(mount.source) {
             issues.append(ManifestIssue(file: file, table: "container.mounts", key: "source", value: "\"\(mount.source)\"",
                                         message: "no such file or folder on this host (create it, or fix the path; relative paths are relative to the manifest's folder)"))
