@@ -373,10 +373,28 @@ static void child_main(const muster_spawn_request *q, int report_fd, int devnull
     // the shim's own calls as possible, and works for a child that has no capability left.
     if (q->seccomp_filter && q->no_new_privs && load_seccomp_filter(q) < 0) { report(report_fd, MUSTER_STEP_SECCOMP); _exit(127); }
 
+    // Socket activation (sd_listen_fds): the listening socket is descriptor 3, the first after
+    // stdio, and stays open across exec. A report pipe that sits at 3 moves out of the way first.
+    unsigned first_closed = 3;
+    if (q->pass_listen_socket) {
+        if (report_fd == 3) {
+            int moved = fcntl(report_fd, F_DUPFD_CLOEXEC, 4);
+            if (moved < 0) { report(report_fd, MUSTER_STEP_LISTEN_SOCKET); _exit(127); }
+            report_fd = moved;
+        }
+        int listener = q->listen_socket;
+        if (listener == 3) {
+            if (fcntl(3, F_SETFD, 0) < 0) { report(report_fd, MUSTER_STEP_LISTEN_SOCKET); _exit(127); }
+        } else if (dup2(listener, 3) < 0) {  // dup2 leaves the copy without FD_CLOEXEC
+            report(report_fd, MUSTER_STEP_LISTEN_SOCKET); _exit(127);
+        }
+        first_closed = 4;
+    }
+
     // Every other descriptor closes at exec, the report pipe included: EOF tells the parent that
     // exec succeeded. Marking them CLOEXEC (rather than closing) keeps report_fd usable until then.
-    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-        for (int fd = 3; fd < 65536; fd++) if (fd != report_fd) (void)close(fd);
+    if (syscall(SYS_close_range, first_closed, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = (int)first_closed; fd < 65536; fd++) if (fd != report_fd) (void)close(fd);
     }
 
     sigset_t none;

@@ -21,6 +21,9 @@ public struct LaunchRequest: Sendable {
     /// Run as a container: namespaces, this overlay root, its mounts. `program` and
     /// `directory` are then paths inside it.
     public var container: ContainerLaunch?
+    /// A listening socket the child gets as descriptor 3 (socket activation: LISTEN_FDS=1); the
+    /// caller keeps and closes its own copy.
+    public var listenSocket: Int32?
     /// Loaded in the child just before exec (`.containerDefault` for `[container] seccomp =
     /// "default"`); nil: none.
     public var seccompFilter: SeccompFilter?
@@ -117,6 +120,10 @@ public enum Spawner {
                                     q.v1_count = request.v1ProcsPaths.count
                                     isolation.fill(&q, mountNamespaceFD: mountNamespaceFD)
                                     container?.fill(&q)
+                                    if let listener = request.listenSocket {
+                                        q.pass_listen_socket = 1
+                                        q.listen_socket = listener
+                                    }
                                     q.seccomp_filter = filter
                                     q.seccomp_filter_length = filterLength
                                     return muster_spawn(&q, &result)
@@ -144,6 +151,7 @@ public enum Spawner {
         case Int(MUSTER_STEP_STDIO): return "set up stdin/stdout/stderr: \(text)"
         case Int(MUSTER_STEP_CLONE): return "clone: \(text)"
         case Int(MUSTER_STEP_PIDFD): return "pidfd_open: \(text)"
+        case Int(MUSTER_STEP_LISTEN_SOCKET): return "pass the listening socket as descriptor 3: \(text)"
         case Int(MUSTER_STEP_SECCOMP):
             let hint = result.error == EACCES ? " (a seccomp filter needs no_new_privileges = true or CAP_SYS_ADMIN; or set seccomp = \"none\")" : ""
             return "load the seccomp filter (\(request.seccompFilter?.instructionCount ?? 0) instructions): \(text)\(hint)"

@@ -37,6 +37,17 @@ extension Supervisor {
         request.program = prepared.program
         request.container = prepared.launch
         if spec.container?.seccomp == .default { request.seccompFilter = .containerDefault }
+        if spec.container?.network == .private {
+            // Its own network holds only loopback: the socket the proxy reaches is made here and
+            // passed in (sd_listen_fds). Its PID is 1 in its own pid namespace.
+            do throws(SpawnError) { request.listenSocket = try ActivationSocket.listen(port: plan.port) }
+            catch {
+                ContainerRoot.remove(prepared.folder)
+                throw error
+            }
+            request.environment.removeAll { $0.hasPrefix("LISTEN_FDS=") || $0.hasPrefix("LISTEN_PID=") || $0.hasPrefix("LISTEN_FDNAMES=") }
+            request.environment += ["LISTEN_FDS=1", "LISTEN_PID=1", "LISTEN_FDNAMES=\(spec.name)"]
+        }
         // Root in a container without a user namespace is the host's root: without a list of its
         // own, it keeps only podman's default capabilities, not everything musterd holds.
         if request.isolation.capabilities == nil { request.isolation.capabilities = CapabilitySet.containerDefault }

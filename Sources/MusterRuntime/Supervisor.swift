@@ -518,6 +518,7 @@ public actor Supervisor {
                     return handle
                 }
                 pipes.closeWriteEnds()
+                if let listener = request.listenSocket { Glibc.close(listener) }
                 InstanceLifecycle.spawned(&record, pid: handle.pid, spec: spec.restart, now: now)
                 if spec.health.check != .none {
                     record.health = HealthTracker(spec: spec.health, startedAt: now, grace: .seconds(spec.restart.startSeconds))
@@ -540,6 +541,7 @@ public actor Supervisor {
                 notifySocket?.close()
                 if let cgroup { deps.cgroups.remove(cgroup) }
                 if let containerFolder { ContainerRoot.remove(containerFolder) }
+                if let listener = request.listenSocket { Glibc.close(listener) }
                 failure = (error.description, false)
             }
         }

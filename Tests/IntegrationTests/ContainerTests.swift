@@ -131,4 +131,43 @@ struct ContainerIntegrationTests {
             #expect(page.stdout.contains("busybox"), "\(page)")
         }
     }
+
+    @Test func aPrivateNetworkIsReachedThroughTheSocketMusterdPassesIn() async throws {
+        let port = ProxyTests.freePort()
+        let manifest = """
+            command = ["/bin/activated-server"]
+            instances = 2
+            [restart]
+            start_seconds = 0.2
+            [container]
+            rootfs = "../root"
+            network = "private"
+            [proxy]
+            listen = ["127.0.0.1:\(port)"]
+            protocol = "http"
+            [health]
+            check = "http"
+            path = "/"
+            interval = "200ms"
+            rise = 1
+            """
+        try await DaemonHarness.with(services: ["web": manifest]) { d in
+            // A root folder of the test's own: the server (static, it needs no libc) and nothing else.
+            let root = d.directory.appendingPathComponent("root").path
+            try FileManager.default.createDirectory(atPath: root + "/bin", withIntermediateDirectories: true)
+            let source = Self.repository + "/Tests/IntegrationTests/Fixtures/activated-server.c"
+            let built = d.run("/usr/bin/gcc", ["-static", "-O2", "-o", root + "/bin/activated-server", source])
+            try #require(built.code == 0, "\(built)")
+            try await d.start()
+            let ready = await eventually(15) { ProxyTests.readyCount(d, "web") == 2 }
+            #expect(ready, "\(d.ctl("status").stdout)\n\(d.log)")
+            var seen: Set<String> = []
+            for _ in 0..<4 {
+                let page = d.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/"])
+                #expect(page.stdout.hasSuffix("; interfaces: lo \n"), "\(page)")
+                seen.insert(page.stdout)
+            }
+            #expect(seen == ["activated in web-0; interfaces: lo \n", "activated in web-1; interfaces: lo \n"], "\(seen)")
+        }
+    }
 }

@@ -41,6 +41,8 @@ typedef struct muster_spawn_request {
     const char *const *bind_targets;  // ... and their targets, absolute inside the container
     const int *bind_read_only;
     size_t bind_count;
+    int pass_listen_socket;           // nonzero: listen_socket becomes descriptor 3 (LISTEN_FDS=1)
+    int listen_socket;                // a listening socket musterd bound in the host's namespace
 
     // Isolation (a manifest's [isolation]). Zero/NULL everywhere means none.
     const struct muster_rlimit *rlimits;  // soft = hard = value, set before the ids change
@@ -129,6 +131,7 @@ enum {
     MUSTER_STEP_CONTAINER_HOSTNAME = 29,
     MUSTER_STEP_CONTAINER_LOOPBACK = 30,
     MUSTER_STEP_SECCOMP = 31,         // PR_SET_SECCOMP with seccomp_filter
+    MUSTER_STEP_LISTEN_SOCKET = 32,   // the listening socket onto descriptor 3
 };
 
 /// What MUSTER_STEP_CONTAINER_MOUNT's index names: "/proc", "/dev", "/dev/null", … (NULL past the end).
