@@ -343,7 +343,8 @@ static void child_main(const muster_spawn_request *q, int report_fd, int devnull
     if (apply_rlimits(q, &index) < 0) { report_at(report_fd, MUSTER_STEP_RLIMIT, index); _exit(127); }
     if (q->container_root && muster_enter_container(q, &step, &index) < 0) { report_at(report_fd, step, index); _exit(127); }
     if (q->join_mount_namespace) {
-        if (syscall(SYS_setns, q->mount_namespace_fd, CLONE_NEWNS) < 0) { report(report_fd, MUSTER_STEP_JOIN_MOUNT_NAMESPACE); _exit(127); }
+        int joined = q->join_container_namespaces ? CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP : CLONE_NEWNS;
+        if (syscall(SYS_setns, q->mount_namespace_fd, joined) < 0) { report(report_fd, MUSTER_STEP_JOIN_MOUNT_NAMESPACE); _exit(127); }
     } else if (q->new_mount_namespace) {
         if (set_up_mounts(q, &step, &index) < 0) { report_at(report_fd, step, index); _exit(127); }
     }

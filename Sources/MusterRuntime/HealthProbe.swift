@@ -47,13 +47,14 @@ public final class HealthProbe: Sendable {
     ///   - isolation: the instance's `[isolation]`, which exec probes get too.
     ///   - instance: the instance whose mount namespace exec probes join, when `isolation` gives
     ///     it one: the probe sees the instance's private /tmp and read-only paths.
+    ///   - container: the instance is a container: exec probes run inside all its namespaces.
     public func check(_ spec: HealthSpec, port: Int, environment: [String], credentials: Credentials? = nil,
-                      isolation: IsolationSpec = .unconfined, instance: ProcessHandle? = nil) async -> HealthResult? {
+                      isolation: IsolationSpec = .unconfined, instance: ProcessHandle? = nil, container: Bool = false) async -> HealthResult? {
         switch spec.check {
         case .tcp: await tcp(port: port, timeout: spec.timeout)
         case .http: await http(port: port, path: spec.path, timeout: spec.timeout)
         case .exec: await exec(command: spec.command, environment: environment, credentials: credentials, isolation: isolation,
-                               instance: instance, timeout: spec.timeout)
+                               instance: instance, container: container, timeout: spec.timeout)
         case .none, .notify: nil
         }
     }
@@ -79,15 +80,18 @@ public final class HealthProbe: Sendable {
     /// group is killed, and the result comes back only once it has been reaped. Its output goes to
     /// /dev/null.
     public func exec(command: [String], environment: [String], directory: String = "/", credentials: Credentials? = nil,
-                     isolation: IsolationSpec = .unconfined, instance: ProcessHandle? = nil, timeout: Duration) async -> HealthResult {
+                     isolation: IsolationSpec = .unconfined, instance: ProcessHandle? = nil, container: Bool = false,
+                     timeout: Duration) async -> HealthResult {
         guard let name = command.first, !name.isEmpty else { return .failed("no health command") }
-        guard let program = Self.resolve(name, environment: environment) else {
+        // A container's program is a path inside it (the manifest requires it absolute).
+        guard let program = container ? name : Self.resolve(name, environment: environment) else {
             return .failed("\(name): command not found")
         }
         let run = CommandRun()
-        let request = LaunchRequest(program: program, argv: command, environment: environment, directory: directory,
+        var request = LaunchRequest(program: program, argv: command, environment: environment, directory: directory,
                                     credentials: credentials, isolation: isolation,
-                                    mountNamespaceOf: isolation.needsMountNamespace ? instance : nil)
+                                    mountNamespaceOf: isolation.needsMountNamespace || container ? instance : nil)
+        request.joinContainerNamespaces = container
         do {
             try reaper.spawning { () throws(SpawnError) in
                 let handle = try Spawner.spawn(request)

@@ -21,6 +21,10 @@ public struct LaunchRequest: Sendable {
     /// Run as a container: namespaces, this overlay root, its mounts. `program` and
     /// `directory` are then paths inside it.
     public var container: ContainerLaunch?
+    /// With `mountNamespaceOf`: join all of that container's namespaces (mount, uts, ipc, network,
+    /// cgroup), not only its mounts: an exec probe of a container runs inside it. Its pid
+    /// namespace is not joined (that applies to children only): the probe's own pid is the host's.
+    public var joinContainerNamespaces = false
     /// A listening socket the child gets as descriptor 3 (socket activation: LISTEN_FDS=1); the
     /// caller keeps and closes its own copy.
     public var listenSocket: Int32?
@@ -120,6 +124,11 @@ public enum Spawner {
                                     q.v1_count = request.v1ProcsPaths.count
                                     isolation.fill(&q, mountNamespaceFD: mountNamespaceFD)
                                     container?.fill(&q)
+                                    if request.joinContainerNamespaces, let mountNamespaceFD {
+                                        q.join_mount_namespace = 1
+                                        q.mount_namespace_fd = mountNamespaceFD
+                                        q.join_container_namespaces = 1
+                                    }
                                     if let listener = request.listenSocket {
                                         q.pass_listen_socket = 1
                                         q.listen_socket = listener

@@ -20,6 +20,7 @@ extension Supervisor {
     func watchReadiness(service: String, index: Int, generation: Int, spec: ServiceSpec, port: Int,
                         environment: [String], credentials: Credentials?, notifySocket: NotifySocket?,
                         isolation: IsolationSpec = .unconfined, instance: ProcessHandle? = nil) -> Task<Void, Never>? {
+        let container = spec.container != nil
         if let notifySocket {
             return Task {
                 for await message in notifySocket.messages where message.isReady {
@@ -34,7 +35,7 @@ extension Supervisor {
             try? await Task.sleep(for: .milliseconds(100))
             while !Task.isCancelled {
                 guard let result = await Self.probe.check(health, port: port, environment: environment, credentials: credentials,
-                                                          isolation: isolation, instance: instance) else { return }
+                                                          isolation: isolation, instance: instance, container: container) else { return }
                 guard !Task.isCancelled else { return }
                 await self.readinessReport(service: service, index: index, generation: generation, notifyReady: false, result: result)
                 try? await Task.sleep(for: health.interval)

@@ -96,4 +96,22 @@ struct ContainerSupervisorTests {
             await supervisor.shutdown()
         }
     }
+
+    @Test func anExecHealthCheckRunsInsideTheContainer() async throws {
+        try await KernelFixture.with { f in
+            // Passes only in the container's root (its /www, its passwd) and uts namespace.
+            let probe = "test \"$(hostname)\" = checked-0 && test -d /www && grep -q '^nobody:' /etc/passwd && ! test -e /proc/\(getpid())/root"
+            let checked = try Self.containerSpec(f, "checked", ["/bin/sh", "-c", "exec sleep 1000"]) {
+                $0.health.check = .exec
+                $0.health.command = ["/bin/sh", "-c", probe]
+                $0.health.interval = .milliseconds(100)
+                $0.health.rise = 1
+            }
+            let supervisor = f.supervisor([checked])
+            await supervisor.start()
+            let ready = await KernelFixture.eventually { (try? await instance(supervisor, "checked")?.ready) == true }
+            #expect(ready, "\(f.journal.recent().map(\.message))")
+            await supervisor.shutdown()
+        }
+    }
 }

@@ -50,6 +50,7 @@ typedef struct muster_spawn_request {
     int new_mount_namespace;          // unshare(CLONE_NEWNS), "/" made private, then the mounts below
     int join_mount_namespace;         // instead: setns(mount_namespace_fd, CLONE_NEWNS), no mounts
     int mount_namespace_fd;           // a pidfd (or /proc/PID/ns/mnt) of the process to join
+    int join_container_namespaces;    // with a pidfd: its mount, uts, ipc, network and cgroup namespaces
     const char *const *read_only_paths;   // each "/path", or "-/path": skipped when missing
     size_t read_only_count;
     const char *const *writable_paths;    // at most MUSTER_MAX_WRITABLE_PATHS
