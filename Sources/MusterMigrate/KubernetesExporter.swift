@@ -134,6 +134,14 @@ public struct KubernetesExporter {
 
     public func export(_ spec: ServiceSpec, image: String?, source: String) throws(MigrationError) -> Output {
         guard let image, !image.trimmingWhitespace().isEmpty else {
+            if let container = spec.container {
+                let local: String
+                switch container.source {
+                case .image(let path, _): local = "the OCI image \(path) is on this host, not in a registry: push it (skopeo copy oci:\(path) docker://REGISTRY/IMAGE:TAG)"
+                case .rootfs(let folder): local = "its root folder \(folder) is not an image: build one from it (umoci, buildah) and push it"
+                }
+                throw MigrationError("\(source): service \(spec.name) runs a [container] without image_ref: \(local), then set [container] image_ref = \"REGISTRY/IMAGE:TAG\" in the manifest or give --image \(spec.name)=REGISTRY/IMAGE:TAG")
+            }
             throw MigrationError("\(source): service \(spec.name) has no image: a container needs an image, and a command path on a host is not one; give it with [export] image = \"REGISTRY/IMAGE:TAG\" in the manifest or --image \(spec.name)=REGISTRY/IMAGE:TAG")
         }
         var dropped: [String] = []
@@ -203,8 +211,12 @@ public struct KubernetesExporter {
         // A Knative revision's single container needs no name (older Knative versions refuse one).
         if !isKnative { container.append(("name", .string(spec.name))) }
         container.append(("image", .string(image)))
-        container.append(("command", .list([.string(command[0])])))
-        if command.count > 1 { container.append(("args", .list(command.dropFirst().map { .string($0) }))) }
+        if spec.container.map({ !$0.overrides.command }) ?? false {
+            // The image's Entrypoint and Cmd run, as they do under Muster.
+        } else if let program = command.first {
+            container.append(("command", .list([.string(program)])))
+            if command.count > 1 { container.append(("args", .list(command.dropFirst().map { .string($0) }))) }
+        }
         if spec.directory != "/" { container.append(("workingDir", .string(bind(spec.directory)))) }
         // Knative names the serving port http1 (HTTP/1) or h2c; any other name is refused.
         let portName = isKnative ? "http1" : spec.proxy?.mode == .tcp ? "tcp" : "http"
@@ -241,7 +253,14 @@ public struct KubernetesExporter {
         isolation(spec.isolation, knative: isKnative, into: &container, dropped: &dropped, notes: &notes)
 
         if let pids = spec.resources.pidsMax { dropped.append("[resources] pids_max = \(pids): Kubernetes sets a pod's PID limit per node (kubelet podPidsLimit), not per pod") }
-        if let user = spec.user { dropped.append("user = \(user): containers run as their image's user; set spec.template.spec.securityContext.runAsUser to a numeric uid if you need another") }
+        if let box = spec.container {
+            if !box.mounts.isEmpty { dropped.append("[[container.mounts]] (\(box.mounts.map(\.target).joined(separator: ", "))): host folders become volumes (hostPath, or better a PersistentVolumeClaim) with volumeMounts; add them by hand") }
+            if box.network == .private { notes.append("[container] network = \"private\": a pod has a network of its own anyway; the program must bind the containerPort itself, as Kubernetes passes no socket (LISTEN_FDS)") }
+            if box.hostname != ContainerSpec.defaultHostname { dropped.append("[container] hostname = \"\(box.hostname)\": a pod's hostname is its name (spec.hostname sets one name for every replica)") }
+            if let user = spec.user, box.overrides.user { dropped.append("user = \(user): an account of the image; set securityContext.runAsUser to its numeric uid") }
+            if box.seccomp == .none { notes.append("[container] seccomp = \"none\": the pod gets its runtime's default profile unless securityContext.seccompProfile says Unconfined") }
+        }
+        if let user = spec.user, spec.container == nil { dropped.append("user = \(user): containers run as their image's user; set spec.template.spec.securityContext.runAsUser to a numeric uid if you need another") }
         if let group = spec.group { dropped.append("group = \(group): set securityContext.runAsGroup to a numeric gid if you need it") }
         if spec.inheritEnvironment { dropped.append("inherit_environment = true: a container starts with its image's environment") }
         if spec.stop.signal != 15 { dropped.append("[stop] signal = \(SignalName.name(spec.stop.signal)): Kubernetes stops containers with SIGTERM (or the image's STOPSIGNAL)") }

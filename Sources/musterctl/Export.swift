@@ -54,7 +54,7 @@ struct ExportKubernetes: ParsableCommand {
             let name = file.split(separator: "/").last.map(String.init) ?? file
             do {
                 let spec = try ManifestDecoder.decode(text, fileName: name, sourcePath: file)
-                outputs.append(try exporter.export(spec, image: images[spec.name] ?? spec.exportImage, source: file))
+                outputs.append(try exporter.export(spec, image: images[spec.name] ?? spec.container?.imageRef ?? spec.exportImage, source: file))
                 images[spec.name] = nil
             } catch let error as ManifestErrors {
                 error.issues.forEach { Output.error($0.description) }

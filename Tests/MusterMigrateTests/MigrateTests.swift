@@ -243,7 +243,7 @@ struct KubernetesExportTests {
     static func export(_ file: String, image: String? = "registry.example/web:1.4", port: Int = 8080) throws -> KubernetesExporter.Output {
         let text = try String(contentsOfFile: Fixture.path("export/" + file), encoding: .utf8)
         let spec = try ManifestDecoder.decode(text, fileName: file)
-        return try KubernetesExporter(port: port).export(spec, image: image ?? spec.exportImage, source: file)
+        return try KubernetesExporter(port: port).export(spec, image: image ?? spec.container?.imageRef ?? spec.exportImage, source: file)
     }
 
     static func export(toml text: String, port: Int = 8080) throws -> KubernetesExporter.Output {
@@ -254,7 +254,7 @@ struct KubernetesExportTests {
     /// Every fixture and the image it is exported with (nil: its own [export] image).
     static let fixtures: [(file: String, image: String?)] = [
         ("web.toml", "registry.example/web:1.4"), ("worker.toml", "registry.example/web:1.4"),
-        ("api.toml", nil), ("hello.toml", nil), ("cache.toml", nil),
+        ("api.toml", nil), ("hello.toml", nil), ("cache.toml", nil), ("shop.toml", nil),
     ]
 
     @Test func everyFixtureMatchesItsGoldenFile() throws {
@@ -275,6 +275,28 @@ struct KubernetesExportTests {
         let userNoted = web.notCarriedOver.contains { $0.hasPrefix("user = www-data") }
         #expect(pidsMaxNoted, "\(web.notCarriedOver)")
         #expect(userNoted, "\(web.notCarriedOver)")
+    }
+
+    @Test func aContainerExportsItsImageRefAndRunsTheImagesOwnCommand() throws {
+        let shop = try Self.export("shop.toml", image: nil)
+        let objects = try YAMLDocuments.parse(shop.yaml)
+        let deployment = try #require(objects.first as? [String: Any])
+        let podSpec = try #require(YAMLDocuments.value(deployment, "spec", "template", "spec") as? [String: Any])
+        let container = try #require((podSpec["containers"] as? [[String: Any]])?.first)
+        #expect(container["image"] as? String == "registry.example.com/shop/web:1.4")
+        #expect(container["command"] == nil)
+        #expect(container["args"] == nil)
+        let mountsNoted = shop.notCarriedOver.contains { $0.hasPrefix("[[container.mounts]] (/var/lib/shop)") }
+        #expect(mountsNoted, "\(shop.notCarriedOver)")
+
+        var spec = try ManifestDecoder.decode("[container]\nimage = \"images/shop\"\n", fileName: "shop.toml")
+        spec.container?.imageRef = nil
+        do {
+            _ = try KubernetesExporter(port: 8080).export(spec, image: nil, source: "shop.toml")
+            Issue.record("exported without an image")
+        } catch {
+            #expect(error.message.contains("runs a [container] without image_ref: the OCI image images/shop is on this host, not in a registry"), "\(error.message)")
+        }
     }
 
     @Test func httpProxyWithCPUAutoscaleIsDeploymentServiceAndHPA() throws {
@@ -461,7 +483,7 @@ struct KubernetesExportTests {
                 paths.append(path)
             }
         }
-        #expect(paths.count == 7)  // web 1, worker 1, api 3, cache 2
+        #expect(paths.count == 9)  // web 1, worker 1, api 3, cache 2, shop 2
         #expect(knative == 1)
         let result = try Tool.run(tool, ["--strict", "-k", KubernetesExporter.kubernetesVersion] + paths)
         #expect(result.status == 0, "kubernetes-validate: \(result.output)")
