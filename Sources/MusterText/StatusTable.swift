@@ -55,6 +55,20 @@ public enum StatusTable {
             if let error = proxy.error { line += "; NOT LISTENING: \(error)" }
             lines.append(line)
         }
+        for service in status.services {
+            // Which image (or root folder) its containers run; during a rollout, more than one.
+            var sources: [String: [String]] = [:]
+            var order: [String] = []
+            for instance in service.instances {
+                guard let container = instance.container else { continue }
+                let source = container.image.map { "image " + Self.shortDigest($0) } ?? "root folder \(container.rootfs ?? "?")"
+                if sources[source] == nil { order.append(source) }
+                sources[source, default: []].append(instance.id)
+            }
+            guard !order.isEmpty else { continue }
+            let parts = order.map { order.count == 1 ? $0 : "\($0) (\(sources[$0]!.joined(separator: ", ")))" }
+            lines.append("\(service.name): containers of " + parts.joined(separator: "; "))
+        }
         for service in status.services where !service.requires.isEmpty || !service.wants.isEmpty {
             var parts: [String] = []
             if !service.requires.isEmpty { parts.append("requires \(service.requires.joined(separator: ", "))") }
@@ -82,6 +96,12 @@ public enum StatusTable {
     }
 
     /// supervisorctl's H:MM:SS.
+    /// `sha256:a0c5b208c20f`: twelve hex digits, as docker and podman show image ids.
+    public static func shortDigest(_ digest: String) -> String {
+        guard digest.hasPrefix("sha256:") else { return digest }
+        return String(digest.prefix(7 + 12))
+    }
+
     public static func uptime(_ seconds: Double) -> String {
         let total = Int(seconds)
         let (hours, minutes, secs) = (total / 3600, total / 60 % 60, total % 60)

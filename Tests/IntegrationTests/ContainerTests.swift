@@ -53,6 +53,8 @@ struct ContainerIntegrationTests {
             let digests = Set(rows.compactMap { $0.container?.image })
             #expect(digests.count == 1)
             #expect(digests.first?.hasPrefix("sha256:") == true)
+            let table = d.ctl("status").stdout
+            #expect(table.contains("web: containers of image \(digests.first?.prefix(19) ?? "?")\n"), "\(table)")
             // One unpacked root, shared by both instances; one writable layer each.
             let state = d.directory.appendingPathComponent("state")
             let unpacked = try FileManager.default.contentsOfDirectory(atPath: state.appendingPathComponent("images").path).filter { !$0.hasSuffix(".lock") }
