@@ -36,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -49,6 +50,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 INSTANCES = int(os.environ.get("INSTANCES", "50"))
 ROUNDS = max(1, int(os.environ.get("ROUNDS", "3")))
 CRUN_PARALLEL = int(os.environ.get("CRUN_PARALLEL", "2"))
+# Also a second musterd per round whose state_dir is on tmpfs (/dev/shm): the writable layers'
+# files are fsync'd, which costs a disk flush each on the default temp folder's filesystem.
+MUSTER_TMPFS = os.environ.get("MUSTER_TMPFS", "1") not in ("0", "")
+TMPFS = "/dev/shm"
 RESULTS_DIR = os.environ.get("RESULTS_DIR") or None
 START_TIMEOUT = 120.0
 POLL_INTERVAL = 0.020
@@ -305,14 +310,19 @@ SERVICES = {
 
 
 class Muster:
-    def __init__(self, res, bin_dir, image_dir):
+    def __init__(self, res, bin_dir, image_dir, temp_parent=None):
         self.res = res
+        self.temp_parent = temp_parent    # where the temp folder (state_dir, logs) goes; None: TMPDIR
         self.musterd = os.path.join(bin_dir, "musterd")
         self.musterctl = os.path.join(bin_dir, "musterctl")
         self.image_dir = image_dir
 
     def prepare(self):
-        tmp = self.res.temp_dir("muster")
+        if self.temp_parent:
+            tmp = tempfile.mkdtemp(prefix=f"{self.res.temp_prefix}-muster.", dir=self.temp_parent)
+            self.res.temp_dirs.append(tmp)
+        else:
+            tmp = self.res.temp_dir("muster")
         root = f"muster-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.res.cgroup_roots.append(root)   # registered before musterd can create it
         services = os.path.join(tmp, "services.d")
@@ -410,6 +420,7 @@ instance_ports = "40000-49999"
                 "first": min(started) - t0_wall, "polled": polled, "polls": polls}
 
     def round(self, order):
+        """A fresh musterd: its services scaled from 0 to INSTANCES one after the other, in `order`."""
         daemon = self.prepare()
         self.res.start(daemon)
         try:
@@ -438,9 +449,13 @@ instance_ports = "40000-49999"
                 raise BenchError("musterd did not exit within 60 s of shutdown")
             if code != 0:
                 raise BenchError(f"musterd exited {code} after shutdown; log:\n{benchlib.file_tail(daemon.log_path)}")
+            # musterd removes an ended instance's writable layer; after a clean shutdown none
+            # should be left (the next start would sweep them, but this one said it was done).
             left = os.path.join(self.state_dir, "containers", "box")
-            if os.path.isdir(left) and os.listdir(left):
-                log(f"   note: {len(os.listdir(left))} container folders left in {left} after shutdown")
+            out["left_after_shutdown"] = sorted(os.listdir(left)) if os.path.isdir(left) else []
+            if out["left_after_shutdown"]:
+                log(f"   note: writable layers left in {left} after musterd exited: "
+                    + ", ".join(out["left_after_shutdown"]))
             return out
         finally:
             daemon.stop()
@@ -488,8 +503,8 @@ def report(rounds, crun_version, busy):
 
     m = [r["muster"] for r in rounds]
     c = [r["crun"] for r in rounds]
-    box = row("muster container, ms/instance", [per(x["box"]["all_running"]) for x in m])
-    plain = row("muster plain /bin/sleep, ms/instance", [per(x["plain"]["all_running"]) for x in m])
+    row("muster container, ms/instance", [per(x["box"]["all_running"]) for x in m])
+    row("muster plain /bin/sleep, ms/instance", [per(x["plain"]["all_running"]) for x in m])
     row("muster plain busybox sleep, ms/instance", [per(x["plainbb"]["all_running"]) for x in m])
     ratio_plain = [x["box"]["all_running"] / x["plain"]["all_running"] for x in m]
     ratio_bb = [x["box"]["all_running"] / x["plainbb"]["all_running"] for x in m]
@@ -497,7 +512,14 @@ def report(rounds, crun_version, busy):
     row("ratio container / plain (/bin/sleep)", ratio_plain,
         note=f"goal <= 1.5: {'MET' if goal_plain <= 1.5 else 'MISSED'}")
     row("ratio container / plain (busybox sleep)", ratio_bb)
-    crun_cg = row("crun run --detach (cgroupfs), ms/container", [per(x["cgroups"]["elapsed"]) for x in c])
+    t = [r.get("tmpfs") for r in rounds]
+    if all(t):
+        row("muster container, state_dir on tmpfs, ms/instance", [per(x["box"]["all_running"]) for x in t])
+        row("muster plain /bin/sleep, state_dir on tmpfs, ms/instance", [per(x["plain"]["all_running"]) for x in t])
+        row("ratio container / plain (/bin/sleep), both on tmpfs", [x["box"]["all_running"] / x["plain"]["all_running"] for x in t])
+        row("ratio container on tmpfs / plain on disk (/bin/sleep)",
+            [tx["box"]["all_running"] / mx["plain"]["all_running"] for tx, mx in zip(t, m)])
+    row("crun run --detach (cgroupfs), ms/container", [per(x["cgroups"]["elapsed"]) for x in c])
     row("crun run --detach (no cgroups), ms/container", [per(x["nocgroups"]["elapsed"]) for x in c])
     if all("parallel" in x for x in c):
         row(f"crun cgroupfs, {CRUN_PARALLEL} launchers at once, ms/container", [per(x["parallel"]["elapsed"]) for x in c])
@@ -541,6 +563,11 @@ def report(rounds, crun_version, busy):
                       f"{statistics.median(each) * 1000:.1f}/{max(each) * 1000:.1f} ms")
         detail.append(f"{mx['layers']} writable layers; {mx['threads']} musterd threads")
         lines.append(f"round {i + 1}: " + "; ".join(detail))
+    left = [(f"round {i + 1}{where}", x["left_after_shutdown"]) for where, runs in (("", m), (" (tmpfs)", t))
+            for i, x in enumerate(runs) if x and x.get("left_after_shutdown")]
+    if left:
+        lines.append("writable layers left under <state_dir>/containers/box after `musterctl shutdown` and musterd's exit: "
+                     + "; ".join(f"{label}: {', '.join(names)}" for label, names in left))
     lines.append("")
     lines.append("muster: from `musterctl scale S 50` (S at 0) to the service's last `started` event in musterd's "
                  "journal, divided by 50; crun: first `crun run --detach` to the 50th returning, divided by 50")
@@ -584,6 +611,13 @@ def main():
         crun.run("warmup", 2)
         crun.delete()
         muster = Muster(res, args.bin_dir, image_dir)
+        tmpfs = None
+        if MUSTER_TMPFS:
+            fs = run_quiet(["stat", "-f", "-c", "%T", TMPFS]).stdout.strip()
+            if fs == "tmpfs":
+                tmpfs = Muster(res, args.bin_dir, image_dir, temp_parent=TMPFS)
+            else:
+                log(f"{TMPFS} is not tmpfs ({fs or 'missing'}): no state_dir-on-tmpfs rounds")
         rotations = [["plain", "box", "plainbb"], ["box", "plainbb", "plain"], ["plainbb", "plain", "box"]]
         rounds = []
         for i in range(ROUNDS):
@@ -591,11 +625,13 @@ def main():
             out = {}
             crun_first = i % 2 == 1
             steps = ["crun", "muster"] if crun_first else ["muster", "crun"]
+            if tmpfs:
+                steps.insert(1, "tmpfs")
             for step in steps:
-                if step == "muster":
-                    m = muster.round(rotations[i % len(rotations)])
-                    out["muster"] = m
-                    log("   muster: " + ", ".join(f"{s} {m[s]['all_running'] * 1000:.0f} ms" for s in m["order"]))
+                if step in ("muster", "tmpfs"):
+                    m = (muster if step == "muster" else tmpfs).round(rotations[i % len(rotations)])
+                    out[step] = m
+                    log(f"   {step}: " + ", ".join(f"{s} {m[s]['all_running'] * 1000:.0f} ms" for s in m["order"]))
                 else:
                     c = {"cgroups": crun.run(f"r{i}-cg", INSTANCES)}
                     crun.delete()
