@@ -45,8 +45,9 @@ const char *muster_container_mount_name(int index) {
 }
 
 // Paths runc, crun and podman hide from every container by default (their OCI spec's
-// maskedPaths): kernel memory, key and timer tables, firmware. A file gets /dev/null bound over
-// it, a folder an empty read-only tmpfs; one this kernel does not have is skipped.
+// maskedPaths): kernel memory, key and timer tables, firmware. A file gets the container's
+// /dev/null bound over it, read-only (as crun does), a folder an empty read-only tmpfs; one this
+// kernel does not have is skipped.
 static const char *const masked_paths[] = {
     "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/sched_debug", "/proc/scsi", "/proc/timer_list", "/proc/timer_stats", "/sys/devices/virtual/powercap",
@@ -154,6 +155,7 @@ static int mask_paths(void) {
             ? mount("tmpfs", masked_paths[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
             : mount("/dev/null", masked_paths[i], NULL, MS_BIND, NULL);
         if (rc < 0) return -1;
+        if (!S_ISDIR(st.st_mode) && make_mount_read_only(masked_paths[i]) < 0) return -1;
     }
     return 0;
 }

@@ -659,8 +659,6 @@ public actor Supervisor {
         let cgroup = live.cgroup
         let containerFolder = live.containerFolder
         Task.detached {
-            // The writable layer goes once every process that could use it is gone.
-            defer { if let containerFolder { ContainerRoot.remove(containerFolder) } }
             if let cgroup {
                 cgroups.kill(cgroup)
                 for attempt in 0..<250 {
@@ -673,6 +671,9 @@ public actor Supervisor {
                 // Without cgroups the process group is the best handle on what it left behind.
                 Glibc.kill(-pid, SIGKILL)
             }
+            // The writable layer goes once every process that could use it is gone, and before
+            // the cleanup counts as finished: a shutdown waits for it.
+            if let containerFolder { ContainerRoot.remove(containerFolder) }
             await self.cleanupFinished()
         }
     }

@@ -85,7 +85,7 @@ struct ContainerPeerTests {
 
     static let etcFiles = "Muster writes /etc/hostname, /etc/hosts and /etc/resolv.conf into each start's writable layer, as podman does; crun is a runtime and provides only what config.json mounts (an engine such as podman adds them)"
     static let procOptions = "umoci's spec mounts /proc with no options; Muster mounts it nosuid,nodev,noexec, as podman's and runc's default specs do. The read-only /proc paths are binds of that /proc and carry its flags"
-    static let maskedFile = "a masked file: Muster binds the container's own /dev/null over it (tmpfs, writable: a write goes to /dev/null, as with runc); crun binds the host's /dev/null (devtmpfs) and makes the bind read-only. Both read as empty"
+    static let maskedFile = "a masked file: Muster binds the container's own /dev/null over it (on the container's /dev tmpfs), crun the host's (devtmpfs); both make the bind read-only, and both read as empty"
     static let maskedList = "masked by Muster (podman's maskedPaths list), not by umoci's shorter default list"
     static let capabilities = "policy: Muster gives podman's default capabilities (CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE SYS_CHROOT SETFCAP = 0x800405fb) as permitted, effective and bounding, none inheritable or ambient; umoci's spec gives AUDIT_WRITE KILL NET_BIND_SERVICE (0x20000420) in all five sets, ambient included"
 
@@ -99,9 +99,9 @@ struct ContainerPeerTests {
         .init(muster: "mount=/proc/fs proc ro,nosuid,nodev,noexec,relatime | rw", crun: "mount=/proc/fs proc ro,relatime | rw", why: procOptions, hostDependent: true),
         .init(muster: "mount=/proc/irq proc ro,nosuid,nodev,noexec,relatime | rw", crun: "mount=/proc/irq proc ro,relatime | rw", why: procOptions, hostDependent: true),
         .init(muster: "mount=/proc/sys proc ro,nosuid,nodev,noexec,relatime | rw", crun: "mount=/proc/sys proc ro,relatime | rw", why: procOptions),
-        .init(muster: "mount=/proc/timer_list tmpfs rw,nosuid | rw,size=65536k,mode=755", crun: "mount=/proc/timer_list devtmpfs ro,relatime | *", why: maskedFile, hostDependent: true),
-        .init(muster: "mount=/proc/interrupts tmpfs rw,nosuid | rw,size=65536k,mode=755", why: maskedList, hostDependent: true),
-        .init(muster: "mount=/proc/keys tmpfs rw,nosuid | rw,size=65536k,mode=755", why: maskedList, hostDependent: true),
+        .init(muster: "mount=/proc/timer_list tmpfs ro,nosuid | rw,size=65536k,mode=755", crun: "mount=/proc/timer_list devtmpfs ro,relatime | *", why: maskedFile, hostDependent: true),
+        .init(muster: "mount=/proc/interrupts tmpfs ro,nosuid | rw,size=65536k,mode=755", why: maskedList, hostDependent: true),
+        .init(muster: "mount=/proc/keys tmpfs ro,nosuid | rw,size=65536k,mode=755", why: maskedList, hostDependent: true),
         .init(muster: "mount=/proc/acpi tmpfs ro,nosuid,nodev,noexec,relatime | ro,size=0k", why: maskedList + " (a folder: an empty read-only tmpfs over it)", hostDependent: true),
         .init(muster: "hidden /proc/interrupts=empty", crun: "hidden /proc/interrupts=readable", why: maskedList, hostDependent: true),
         .init(muster: "hidden /proc/keys=empty", crun: "hidden /proc/keys=readable", why: maskedList, hostDependent: true),
@@ -129,7 +129,12 @@ struct ContainerPeerTests {
               why: "umoci's spec sets RLIMIT_NOFILE to 1024; Muster leaves the daemon's limit unless [isolation] nofile is set", hostDependent: true),
         .init(muster: "env=GREETING HOME HOSTNAME LOGNAME MUSTER_INSTANCE MUSTER_SERVICE PATH PORT PWD SHLVL USER container",
               crun: "env=GREETING HOME PATH PWD SHLVL TERM",
-              why: "both start from the image's Env (PATH, GREETING) and HOME; Muster adds HOSTNAME, USER, LOGNAME, container=muster and its own MUSTER_SERVICE, MUSTER_INSTANCE and PORT, umoci's spec adds TERM=xterm"),
+              why: "both start from the image's Env (PATH, GREETING) and HOME; Muster adds HOSTNAME, USER, LOGNAME, container=muster and its own MUSTER_SERVICE, MUSTER_INSTANCE and PORT, umoci's spec adds TERM=xterm",
+              hostDependent: true),
+        .init(muster: "env=GREETING HOME HOSTNAME LISTEN_FDNAMES LISTEN_FDS LISTEN_PID LOGNAME MUSTER_INSTANCE MUSTER_SERVICE PATH PORT PWD SHLVL USER container",
+              crun: "env=GREETING HOME PATH PWD SHLVL TERM",
+              why: "as on the host network, and with network = \"private\" Muster passes the instance's listening socket in (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)",
+              hostDependent: true),
     ]
 
     @Test(arguments: Network.allCases)
