@@ -149,28 +149,10 @@ struct ContainerBox {
 
     /// Runs `script` with the container's `sh -c` and waits for it; stdout and stderr together.
     func run(_ script: String, hostname: String? = nil) async throws -> (output: String, exit: MusterCore.ExitStatus) {
-        var launch = launch
-        if let hostname { launch.hostname = hostname }
-        let path = fixture.directory + "/run-\(UInt32.random(in: 0...UInt32.max)).out"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        try #require(fd >= 0)
-        let exits = AsyncStream<MusterCore.ExitStatus>.makeStream()
-        do {
-            _ = try Reaper.shared.spawning { () throws(SpawnError) -> ProcessHandle in
-                var request = LaunchRequest(program: "/bin/sh", argv: ["sh", "-c", script], environment: ["PATH=/bin"], directory: "/",
-                                            credentials: nil, stdoutFD: fd, stderrFD: fd)
-                request.container = launch
-                let handle = try Spawner.spawn(request)
-                Reaper.shared.watch(handle) { exits.continuation.yield($0) }
-                return handle
-            }
-        } catch {
-            close(fd)
-            throw error
-        }
-        close(fd)
-        var iterator = exits.stream.makeAsyncIterator()
-        let exit = try #require(await iterator.next())
-        return (try FileSystem.read(path), exit)
+        var request = LaunchRequest(program: "/bin/sh", argv: ["sh", "-c", script], environment: ["PATH=/bin"], directory: "/",
+                                    credentials: nil)
+        request.container = launch
+        if let hostname { request.container?.hostname = hostname }
+        return try await fixture.runCapturingOutput(request)
     }
 }

@@ -214,25 +214,7 @@ struct IsolationTests {
 /// Runs `script` with `sh -c` under `isolation` and waits for it; stdout and stderr together.
 private func runIsolated(_ f: KernelFixture, _ isolation: IsolationSpec, _ script: String,
                          credentials: Credentials? = nil) async throws -> (output: String, exit: MusterCore.ExitStatus) {
-    let path = f.directory + "/run-\(UInt32.random(in: 0...UInt32.max)).out"
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    try #require(fd >= 0)
-    let exits = AsyncStream<MusterCore.ExitStatus>.makeStream()
-    do {
-        _ = try Reaper.shared.spawning { () throws(SpawnError) -> ProcessHandle in
-            let handle = try Spawner.spawn(LaunchRequest(
-                program: "/bin/sh", argv: ["sh", "-c", script], environment: ["PATH=/usr/bin:/bin"], directory: "/",
-                credentials: credentials, stdoutFD: fd, stderrFD: fd, isolation: isolation))
-            Reaper.shared.watch(handle) { exits.continuation.yield($0) }
-            return handle
-        }
-    } catch {
-        close(fd)
-        throw error
-    }
-    close(fd)
-    var iterator = exits.stream.makeAsyncIterator()
-    let exit = try #require(await iterator.next())
-    let output = try FileSystem.read(path)
-    return (output, exit)
+    try await f.runCapturingOutput(LaunchRequest(
+        program: "/bin/sh", argv: ["sh", "-c", script], environment: ["PATH=/usr/bin:/bin"], directory: "/",
+        credentials: credentials, isolation: isolation))
 }

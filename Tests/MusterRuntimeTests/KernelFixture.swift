@@ -47,6 +47,32 @@ final class KernelFixture: Sendable {
         _ = system("rm -rf '\(directory)'")
     }
 
+    /// Starts `request` with stdout and stderr in one file of the fixture's (opened by the test:
+    /// the process may not see the test's folders) and waits for its exit.
+    func runCapturingOutput(_ request: LaunchRequest) async throws -> (output: String, exit: MusterCore.ExitStatus) {
+        let path = directory + "/run-\(UInt32.random(in: 0...UInt32.max)).out"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try #require(fd >= 0)
+        var request = request
+        request.stdoutFD = fd
+        request.stderrFD = fd
+        let exits = AsyncStream<MusterCore.ExitStatus>.makeStream()
+        do {
+            _ = try Reaper.shared.spawning { () throws(SpawnError) -> ProcessHandle in
+                let handle = try Spawner.spawn(request)
+                Reaper.shared.watch(handle) { exits.continuation.yield($0) }
+                return handle
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        close(fd)
+        var iterator = exits.stream.makeAsyncIterator()
+        let exit = try #require(await iterator.next())
+        return (try FileSystem.read(path), exit)
+    }
+
     /// Polls `condition` every 20 ms until it holds or `seconds` pass.
     static func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
         let deadline = ContinuousClock.now + .seconds(seconds)

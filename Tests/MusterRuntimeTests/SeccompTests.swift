@@ -191,26 +191,9 @@ struct SeccompTests {
 /// Starts `program` with `filter`, its output in a file of the fixture's, and waits for its exit.
 private func spawnAndWait(_ f: KernelFixture, _ program: String, _ argv: [String], filter: SeccompFilter?, isolation: IsolationSpec,
                           credentials: Credentials? = nil) async throws -> (output: String, exit: MusterCore.ExitStatus) {
-    let path = f.directory + "/run-\(UInt32.random(in: 0...UInt32.max)).out"
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    try #require(fd >= 0)
-    let exits = AsyncStream<MusterCore.ExitStatus>.makeStream()
-    do {
-        _ = try Reaper.shared.spawning { () throws(SpawnError) -> ProcessHandle in
-            let handle = try Spawner.spawn(LaunchRequest(
-                program: program, argv: argv, environment: ["PATH=/usr/bin:/bin"], directory: "/",
-                credentials: credentials, stdoutFD: fd, stderrFD: fd, isolation: isolation, seccompFilter: filter))
-            Reaper.shared.watch(handle) { exits.continuation.yield($0) }
-            return handle
-        }
-    } catch {
-        close(fd)
-        throw error
-    }
-    close(fd)
-    var iterator = exits.stream.makeAsyncIterator()
-    let exit = try #require(await iterator.next())
-    return (try FileSystem.read(path), exit)
+    try await f.runCapturingOutput(LaunchRequest(
+        program: program, argv: argv, environment: ["PATH=/usr/bin:/bin"], directory: "/",
+        credentials: credentials, isolation: isolation, seccompFilter: filter))
 }
 
 private func pythonString(_ text: String) -> String {
