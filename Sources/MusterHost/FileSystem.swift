@@ -23,6 +23,11 @@ public enum FileSystem {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Failure(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
+        return try read(fd: fd, path: path, limit: limit)
+    }
+
+    /// The text of the open file `fd` (read up to `limit` bytes; `path` only names it in errors).
+    public static func read(fd: Int32, path: String, limit: Int = 1 << 20) throws(Failure) -> String {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 8192)
         while bytes.count < limit {

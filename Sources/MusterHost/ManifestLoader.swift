@@ -201,17 +201,7 @@ public enum ManifestLoader {
                                        mode: info.st_mode, path: path, kind: kind) {
             return .failure(.refused(why))
         }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while bytes.count < 1 << 20 {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return .failure(.unreadable(errno))
-            }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
-        return .success(String(decoding: bytes, as: UTF8.self))
+        do throws(FileSystem.Failure) { return .success(try FileSystem.read(fd: fd, path: path)) }
+        catch { return .failure(.unreadable(error.errno)) }
     }
 }
